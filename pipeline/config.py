@@ -1,0 +1,134 @@
+"""ExportConfig: built-in defaults < YAML config < command-line flags, validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import yaml
+
+from pipeline import EXAMPLE_RELEASE
+from transforms.formats import release
+from transforms.formats.types import FORMATS
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    release: str = EXAMPLE_RELEASE
+    output: str = "out"
+    formats: tuple[str, ...] | None = None  # None: every format the task type supports
+    labelset: str | None = None
+    filter_by: tuple[str, ...] | None = None
+    filter_by_metadata: tuple[tuple[str, Any], ...] = ()
+    images: str = "copy"
+    id_increment: int = 0
+    instance_png: str = "gray16"
+    png_compress_level: int = 6
+    coco_shard_size: int = 1000
+    manifest_rows_per_shard: int = 100_000
+    http_timeout: float = 30.0
+    http_attempts: int = 5
+
+    @property
+    def selection(self) -> release.Selection:
+        return release.Selection(self.labelset, self.filter_by, self.filter_by_metadata)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(ExportConfig)}
+
+
+def _formats(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{where}: expected a comma-separated string or a list")
+    out = []
+    for item in items:
+        name = str(item).strip().replace("_", "-")
+        if not name:
+            continue
+        if name not in FORMATS:
+            raise ConfigError(f"{where}: unknown format {item!r} (choose from {', '.join(FORMATS)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError(f"{where}: no format given")
+    return tuple(out)
+
+
+def _statuses(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{where}: expected a comma-separated string or a list")
+    return tuple(str(s).strip().upper() for s in items if str(s).strip())
+
+
+def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    out = dict(raw)
+    if "formats" in out and out["formats"] is not None:
+        out["formats"] = _formats(out["formats"], f"{where} formats")
+    if "filter_by" in out and out["filter_by"] is not None:
+        out["filter_by"] = _statuses(out["filter_by"], f"{where} filter_by")
+    if "filter_by_metadata" in out:
+        value = out["filter_by_metadata"] or ()
+        if isinstance(value, dict):
+            value = tuple(value.items())
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = release.parse_metadata_filters(list(value))
+        else:
+            raise ConfigError(f"{where} filter_by_metadata: expected a mapping or KEY=VALUE list")
+        out["filter_by_metadata"] = tuple(value)
+    return out
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"--config: no such file: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config: {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping of settings")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"--config: unknown setting {unknown[0]!r} in {path} (known: {', '.join(sorted(_FIELDS))})")
+    return _normalise(data, path)
+
+
+def load(flags: dict[str, Any]) -> ExportConfig:
+    """`flags`: the export flags as parsed (None = not given)."""
+    values: dict[str, Any] = {}
+    if flags.get("config"):
+        values.update(load_yaml(flags["config"]))
+    cli = {k: v for k, v in flags.items() if k in _FIELDS and v is not None}
+    values.update(_normalise(cli, "--"))
+    cfg = ExportConfig(**values)
+    _validate(cfg)
+    if not cfg.output.startswith(("gs://", "s3://")):
+        cfg = dataclasses.replace(cfg, output=os.path.abspath(cfg.output))
+    if "://" not in cfg.release:
+        cfg = dataclasses.replace(cfg, release=os.path.abspath(cfg.release))
+    return cfg
+
+
+def _validate(cfg: ExportConfig) -> None:
+    if cfg.images not in ("copy", "none"):
+        raise ConfigError(f"images: expected copy or none, got {cfg.images!r}")
+    if cfg.instance_png not in ("gray16", "rgb24"):
+        raise ConfigError(f"instance_png: expected gray16 or rgb24, got {cfg.instance_png!r}")
+    for name in ("coco_shard_size", "manifest_rows_per_shard", "http_attempts"):
+        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+            raise ConfigError(f"{name}: expected a positive integer")
+    if not 0 <= cfg.png_compress_level <= 9:
+        raise ConfigError("png_compress_level: expected 0..9")
+    if cfg.http_timeout <= 0:
+        raise ConfigError("http_timeout: expected a positive number of seconds")
+    if not cfg.output:
+        raise ConfigError("--output: empty path")

@@ -1,0 +1,71 @@
+"""The job graph (wiring only; every step's logic lives in `transforms`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import apache_beam as beam
+
+from pipeline.config import ExportConfig
+from transforms import (
+    AssignStems,
+    ExportSamples,
+    ReadRelease,
+    WriteCocoDocument,
+    WriteFailures,
+    WriteManifest,
+)
+from transforms.export import ExportJob
+from transforms.formats import coco, paths, storage, yolo
+from transforms.formats.release import ReleaseInfo
+from transforms.formats.sample_export import ExportSettings
+from transforms.formats.taxonomy import Taxonomy
+from transforms.write import WriteOnce
+
+
+def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
+          formats: tuple[str, ...]) -> dict[str, Any]:
+    taxonomy = Taxonomy(info.categories, cfg.id_increment)
+    settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
+                              instance_png=cfg.instance_png,
+                              png_compress_level=cfg.png_compress_level)
+    job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
+                    copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
+                    http_attempts=cfg.http_attempts)
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+
+    read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection)
+    # samples: Sample (selected, labelled); rows: ManifestRow (filtered, skipped, malformed)
+    named = read.samples | "AssignStems" >> AssignStems()
+    exported = named | "ExportSamples" >> ExportSamples(job)
+    # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON); rows: ManifestRow
+    rows = (read.rows, exported.rows) | "AllRows" >> beam.Flatten()
+    outputs: dict[str, Any] = {
+        "manifest": rows | "WriteManifest" >> WriteManifest(
+            cfg.output, info.sample_count, cfg.manifest_rows_per_shard),
+        "failures": rows | "WriteFailures" >> WriteFailures(cfg.output),
+    }
+    if "coco-instance" in formats:
+        outputs["coco-instance"] = (
+            exported.parts
+            | "CocoInstanceParts" >> beam.MapTuple(lambda i, img, anns, pan: (i, img, anns))
+            | "WriteCocoInstance" >> WriteCocoDocument(
+                storage.join(cfg.output, paths.COCO_INSTANCE_JSON),
+                coco.instance_header(info.name, info.dataset_name, taxonomy),
+                storage.join(temp, "coco-instance"), assign_ids=True,
+                shard_size=cfg.coco_shard_size)
+        )
+    if "coco-panoptic" in formats:
+        outputs["coco-panoptic"] = (
+            exported.parts
+            | "CocoPanopticParts" >> beam.MapTuple(lambda i, img, anns, pan: (i, img, (pan,)))
+            | "WriteCocoPanoptic" >> WriteCocoDocument(
+                storage.join(cfg.output, paths.COCO_PANOPTIC_JSON),
+                coco.panoptic_header(info.name, info.dataset_name, taxonomy),
+                storage.join(temp, "coco-panoptic"), assign_ids=False,
+                shard_size=cfg.coco_shard_size)
+        )
+    if "yolo" in formats:
+        outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
+            storage.join(cfg.output, paths.YOLO_DATA_YAML), yolo.data_yaml(taxonomy))
+    return outputs

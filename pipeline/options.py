@@ -1,0 +1,62 @@
+"""Command-line flags of the exporter (Beam's own flags, e.g. --runner, pass through)."""
+
+from __future__ import annotations
+
+import argparse
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.formats.types import FORMATS
+
+
+class _FlattenAppend(argparse.Action):
+    """`--filter_by_metadata a=1 b=2` and repeated flags both collect into one list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = list(getattr(namespace, self.dest, None) or [])
+        current.extend(values if isinstance(values, list) else [values])
+        setattr(namespace, self.dest, current)
+
+
+class ExportOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        g = parser.add_argument_group("export")
+        g.add_argument("--release", default=None,
+                       help="Release JSON (.json or .json.gz): local path, http(s)://, gs:// or "
+                            "s3:// URL. Default: the bundled example release.")
+        g.add_argument("--output", default=None,
+                       help="Output folder, local or gs:// / s3://. Default: ./out")
+        g.add_argument("--config", default=None,
+                       help="YAML file with any of these settings; flags override it.")
+        g.add_argument("--formats", default=None,
+                       help="Comma-separated formats: " + ",".join(FORMATS)
+                            + ". Default: every format the task type supports.")
+        g.add_argument("--labelset", default=None,
+                       help="Labelset to export. Default: ground-truth (first task for "
+                            "legacy releases).")
+        g.add_argument("--filter_by", default=None,
+                       help="Comma-separated label statuses to keep, e.g. LABELED,REVIEWED; "
+                            "UNLABELED selects samples without a label. Default: all.")
+        g.add_argument("--filter_by_metadata", nargs="+", action=_FlattenAppend, default=None,
+                       metavar="KEY=VALUE",
+                       help="Keep samples whose metadata has KEY equal to VALUE (all pairs must "
+                            "match). VALUE is read as JSON when it parses (n=1 is a number, "
+                            "s='\"1\"' a string), else as text.")
+        g.add_argument("--images", choices=("copy", "none"), default=None,
+                       help="copy: copy each image's original bytes to OUT/images (default); "
+                            "none: leave images out.")
+        g.add_argument("--id_increment", type=int, default=None,
+                       help="Added to category ids in semantic PNGs (default 0; use 1 for "
+                            "0-based taxonomies).")
+        g.add_argument("--instance_png", choices=("gray16", "rgb24"), default=None,
+                       help="gray16: 16-bit instance PNGs, a sample with an id > 65535 fails "
+                            "(default); rgb24: RGB PNGs with id = R + 256*G + 65536*B.")
+        g.add_argument("--coco_shard_size", type=int, default=None,
+                       help="Samples per COCO fragment shard (default 1000).")
+        g.add_argument("--manifest_rows_per_shard", type=int, default=None,
+                       help="Rows per manifest Parquet file (default 100000).")
+        g.add_argument("--http_timeout", type=float, default=None,
+                       help="Seconds per HTTP request (default 30).")
+        g.add_argument("--http_attempts", type=int, default=None,
+                       help="Attempts per HTTP fetch, retrying 429/5xx/resets (default 5).")

@@ -1,0 +1,58 @@
+"""Packaging for the Segments.ai release exporter (Apache Beam).
+
+Used three ways: `pip install -e .` for local work, `pip install '.[test]'` by the test
+command, and `--setup_file ./setup.py` when submitting to Dataflow (workers pip-install the
+sdist built from this file, the Beam "juliaset" pattern).
+
+Version ranges sit inside Apache Beam 2.77's own pins (numpy<2.5, pyarrow<26,
+Pillow>=12.1.1,<13, requests<3): a wider range would make pip silently backtrack the whole
+stack (see BEAM-NOTES §1).
+"""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    # The pipeline engine; one minor version so the Dataflow worker image matches.
+    "apache-beam>=2.77.0,<2.78",
+    "numpy>=1.26,<2.5",
+    "Pillow>=12.1.1,<13",
+    "pyarrow>=16,<26",
+    "fsspec>=2025.3",
+    "gcsfs>=2025.3",
+    # Streaming JSON parser with a C backend (yajl2_c): reads multi-GB releases in
+    # constant memory, ~100 MB/s. The stdlib json module needs ~6x the file in RAM.
+    "ijson>=3.3,<4",
+    # COCO RLE string encoding: the reference implementation every COCO consumer uses,
+    # so our `counts` strings are byte-identical to what pycocotools would produce.
+    "pycocotools>=2.0.8,<3",
+    # HTTP(S) bitmap/image fetching with a pooled session and urllib3 retries.
+    "requests>=2.32.4,<3",
+    # configs/*.yaml.
+    "PyYAML>=6,<7",
+]
+
+EXTRAS_REQUIRE = {
+    # DataflowRunner refuses to load without the [gcp] extra.
+    "gcp": ["apache-beam[gcp]>=2.77.0,<2.78"],
+    "test": [
+        "pytest>=8,<10",
+        # Per-test timeout: a hang (network, runner) fails the test instead of CI.
+        "pytest-timeout>=2.3,<3",
+    ],
+}
+
+setup(
+    name="segments-beam-export",
+    version="0.1.0",
+    description="Export Segments.ai releases to COCO, YOLO and PNG formats with Apache Beam.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.15",
+    packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*"]),
+    package_data={"pipeline": ["example/*.json", "example/*.md", "example/images/*", "example/labels/*"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["segments-export=pipeline.run:main"]},
+)

@@ -1,0 +1,82 @@
+"""WriteCocoDocument: one COCO JSON from per-sample parts, no worker holding it whole."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.pvalue import AsDict, AsList
+
+from transforms.formats import coco, storage
+
+
+def _shard_key(part, shard_size: int):
+    return part[0] // shard_size, part
+
+
+class _WriteFragmentsFn(beam.DoFn):
+    """(shard, [(index, image, bodies)]) -> (shard, images path, annotations path)."""
+
+    def __init__(self, temp_dir: str, assign_ids: bool):
+        self._temp_dir = temp_dir
+        self._assign_ids = assign_ids
+
+    def process(self, element, totals):
+        shard, parts = element
+        offset = sum(n for s, n in totals.items() if s < shard) if self._assign_ids else 0
+        images, anns = coco.shard_fragments(list(parts), first_id=offset + 1)
+        if not self._assign_ids:  # bodies are complete objects (panoptic annotations)
+            anns = ",".join(b for p in sorted(parts) for b in p[2]).encode("utf-8")
+        img_path = storage.join(self._temp_dir, f"images-{shard:09d}.json")
+        ann_path = storage.join(self._temp_dir, f"annotations-{shard:09d}.json")
+        storage.write_bytes(img_path, images)
+        storage.write_bytes(ann_path, anns)
+        yield shard, img_path, ann_path
+
+
+def _concatenate(path: str, header: dict, temp_dir: str, fragments) -> str:
+    fragments = sorted(fragments)
+    with storage.open_atomic(path) as out:
+        coco.write_document(
+            out,
+            header,
+            (storage.open_read(f[1]) for f in fragments),
+            (storage.open_read(f[2]) for f in fragments),
+        )
+    storage.remove_tree(temp_dir)
+    return path
+
+
+class WriteCocoDocument(beam.PTransform):
+    """(index, image JSON, [annotation JSON]) -> path of the written document.
+
+    Only per-shard annotation counts go through a combiner; they become id offsets (a side
+    input). Each shard's fragment is written by the worker that holds the shard; the final
+    step streams the fragments into the document.
+    """
+
+    def __init__(self, path: str, header: dict, temp_dir: str, assign_ids: bool,
+                 shard_size: int = coco.DEFAULT_SHARD_SIZE):
+        super().__init__()
+        self._path, self._header, self._temp_dir = path, header, temp_dir
+        self._assign_ids, self._shard_size = assign_ids, shard_size
+
+    def expand(self, parts):
+        keyed = parts | "KeyByShard" >> beam.Map(_shard_key, self._shard_size)
+        # (shard, (index, image JSON, bodies))
+        totals = (
+            keyed
+            | "CountPerShard" >> beam.MapTuple(lambda shard, part: (shard, len(part[2])))
+            | "SumPerShard" >> beam.CombinePerKey(sum)
+        )
+        fragments = (
+            keyed
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteFragments" >> beam.ParDo(
+                _WriteFragmentsFn(self._temp_dir, self._assign_ids), totals=AsDict(totals))
+        )
+        # (shard, images fragment path, annotations fragment path)
+        return (
+            parts.pipeline
+            | "DocumentPath" >> beam.Create([self._path])
+            | "Concatenate" >> beam.Map(_concatenate, self._header, self._temp_dir,
+                                        fragments=AsList(fragments))
+        )

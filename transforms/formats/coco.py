@@ -1,0 +1,101 @@
+"""COCO documents assembled from per-sample parts without holding the whole document.
+
+Contract:
+  * A document is `{"info", "categories", "images": [...], "annotations": [...]}`, written
+    compact (no spaces), UTF-8, keys in a fixed order.
+  * `images` are in image-id order (release order). coco-instance annotation ids are dense,
+    start at 1 and follow (image id, annotation-list order): the id of an annotation is its
+    shard's offset (sum of the annotation counts of all earlier shards) plus its rank inside
+    the shard. Nothing depends on processing order, so every runner gives the same bytes.
+  * Shards are consecutive ranges of `shard_size` sample indexes. Each shard is written as two
+    fragments (comma-joined image objects and annotation objects); the final document is the
+    header, then the fragments streamed in shard order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO
+
+from transforms.formats.sample_export import dumps
+from transforms.formats.taxonomy import Taxonomy
+
+DEFAULT_SHARD_SIZE = 1000
+_BUFFER = 1 << 20
+
+
+def info(release_name: str, dataset_name: str) -> dict:
+    return {"description": dataset_name, "version": release_name}
+
+
+def instance_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
+    """Categories are the release's own objects, passed through with their keys in order."""
+    return {"info": info(release_name, dataset_name),
+            "categories": [c.raw_dict() for c in taxonomy.categories]}
+
+
+def panoptic_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
+    return {"info": info(release_name, dataset_name),
+            "categories": taxonomy.panoptic_categories()}
+
+
+def with_id(body: str, ann_id: int) -> str:
+    """Prefixes `"id":N` to a JSON object text (annotation ids are known only per shard)."""
+    return '{"id":%d,%s' % (ann_id, body[1:]) if body != "{}" else '{"id":%d}' % ann_id
+
+
+def shard_offsets(totals: Mapping[int, int]) -> dict[int, int]:
+    """Annotations before each shard (prefix sums in shard order)."""
+    out, running = {}, 0
+    for shard in sorted(totals):
+        out[shard] = running
+        running += totals[shard]
+    return out
+
+
+def shard_fragments(
+    parts: Iterable[tuple[int, str | None, Sequence[str]]], first_id: int
+) -> tuple[bytes, bytes]:
+    """(images fragment, annotations fragment) of one shard.
+
+    `parts` are (sample index, image JSON, annotation bodies); ids start at `first_id`.
+    """
+    images, anns = [], []
+    next_id = first_id
+    for _, image, bodies in sorted(parts, key=lambda p: p[0]):
+        if image is not None:
+            images.append(image)
+        for body in bodies:
+            anns.append(with_id(body, next_id))
+            next_id += 1
+    return ",".join(images).encode("utf-8"), ",".join(anns).encode("utf-8")
+
+
+def write_document(
+    out: IO[bytes],
+    header: Mapping,
+    image_fragments: Iterable[IO[bytes]],
+    annotation_fragments: Iterable[IO[bytes]],
+) -> None:
+    """Streams header + fragments into `out` with a 1 MiB buffer."""
+    head = dumps(dict(header))
+    out.write(head[:-1].encode("utf-8"))
+    out.write(b',"images":[' if len(header) else b'"images":[')
+    _concat(out, image_fragments)
+    out.write(b'],"annotations":[')
+    _concat(out, annotation_fragments)
+    out.write(b"]}")
+
+
+def _concat(out: IO[bytes], fragments: Iterable[IO[bytes]]) -> None:
+    first = True
+    for frag in fragments:
+        chunk = frag.read(_BUFFER)
+        if not chunk:
+            continue
+        if not first:
+            out.write(b",")
+        first = False
+        while chunk:
+            out.write(chunk)
+            chunk = frag.read(_BUFFER)

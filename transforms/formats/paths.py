@@ -1,0 +1,126 @@
+"""Output paths: safe, collision-free, deterministic, SDK-compatible names.
+
+Contract:
+  * A sample's *stem* is its name without the extension, folders kept (`a/b.jpg` -> `a/b`),
+    as the SDK does, but made safe: `\\` is a separator too; empty, `.` and `..` components,
+    drive letters, NUL/control characters and characters Windows forbids are removed or
+    replaced; components are cut to 120 bytes (plus a hash of the full component); an empty
+    result becomes `sample`. No stem can name a path outside the output folder.
+  * Stems are unique case-insensitively (macOS/Windows file systems): samples whose stems
+    collide are ordered by index; the first keeps its stem, the others get `__{image_id}`.
+    The collision group is keyed by the stem with any `__<digits>` suffix removed, so a
+    suffixed name can never collide with another sample's literal name.
+  * Per-sample files (relative to OUT), with `{ls}` the labelset:
+      images/{stem}{ext}                                   original image bytes
+      coco-panoptic/{stem}_label_{ls}_coco-panoptic.png
+      labels/{stem}.txt                                    YOLO (Ultralytics layout)
+      instance/{stem}_label_{ls}_instance.png
+      semantic/{stem}_label_{ls}_semantic.png
+      instance-color/{stem}_label_{ls}_instance_colored.png
+      semantic-color/{stem}_label_{ls}_semantic_colored.png
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import unicodedata
+import urllib.parse
+from collections.abc import Iterable
+
+_MAX_COMPONENT_BYTES = 120
+_FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+_SUFFIX = re.compile(r"__\d+$")
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {
+    f"lpt{i}" for i in range(10)
+}
+_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+COCO_INSTANCE_JSON = "coco-instance.json"
+COCO_PANOPTIC_JSON = "coco-panoptic.json"
+YOLO_DATA_YAML = "data.yaml"
+FAILURES = "failures.jsonl"
+MANIFEST_DIR = "manifest"
+TEMP_DIR = ".tmp-export"
+
+_PER_SAMPLE = {
+    "coco-panoptic": ("coco-panoptic", "_label_{ls}_coco-panoptic.png"),
+    "yolo": ("labels", ".txt"),
+    "instance": ("instance", "_label_{ls}_instance.png"),
+    "semantic": ("semantic", "_label_{ls}_semantic.png"),
+    "instance-color": ("instance-color", "_label_{ls}_instance_colored.png"),
+    "semantic-color": ("semantic-color", "_label_{ls}_semantic_colored.png"),
+}
+
+
+def _clean_component(part: str) -> str:
+    part = unicodedata.normalize("NFC", part)
+    part = _FORBIDDEN.sub("_", part).strip(" .")
+    if part.lower().split(".")[0] in _WINDOWS_RESERVED:
+        part = "_" + part
+    raw = part.encode("utf-8")
+    if len(raw) > _MAX_COMPONENT_BYTES:
+        digest = hashlib.sha1(raw).hexdigest()[:10]
+        part = raw[: _MAX_COMPONENT_BYTES - 11].decode("utf-8", "ignore") + "~" + digest
+    return part
+
+
+def sample_stem(name: str) -> str:
+    """The safe relative stem of a sample name (no extension, folders kept)."""
+    parts = [p for p in re.split(r"[\\/]+", name)]
+    if parts and re.fullmatch(r"[A-Za-z]:", parts[0] or ""):
+        parts = parts[1:]  # drive letter
+    if parts:
+        last = parts[-1]
+        root, ext = posixpath.splitext(last)
+        parts[-1] = root if root else last
+    clean = [c for c in (_clean_component(p) for p in parts if p not in ("", ".", "..")) if c]
+    return "/".join(clean) or "sample"
+
+
+def collision_key(stem: str) -> str:
+    return _SUFFIX.sub("", stem).casefold()
+
+
+def unique_stems(members: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """{index: stem} for one collision group of (index, stem) pairs; deterministic."""
+    taken: set[str] = set()
+    out = {}
+    for index, stem in sorted(members):
+        candidate = stem
+        if candidate.casefold() in taken:
+            candidate = f"{stem}__{index + 1}"
+        while candidate.casefold() in taken:  # only reachable through pathological names
+            candidate += "_"
+        taken.add(candidate.casefold())
+        out[index] = candidate
+    return out
+
+
+def image_extension(url: str | None, name: str) -> str:
+    """The image file's extension: from the URL path (as the SDK does), else the name."""
+    for candidate in (urllib.parse.urlsplit(url or "").path, name):
+        ext = posixpath.splitext(candidate.replace("\\", "/"))[1].lower()
+        if ext in _IMAGE_EXTS:
+            return ext
+    return ""
+
+
+def image_path(stem: str, ext: str) -> str:
+    return f"images/{stem}{ext}"
+
+
+def image_file_name(stem: str, ext: str) -> str:
+    """COCO `file_name`: relative to the images folder."""
+    return f"{stem}{ext}"
+
+
+def sample_file(fmt: str, stem: str, labelset: str) -> str:
+    folder, suffix = _PER_SAMPLE[fmt]
+    ls = _clean_component(labelset) or "labelset"
+    return f"{folder}/{stem}{suffix.format(ls=ls)}"
+
+
+def per_sample_formats() -> tuple[str, ...]:
+    return tuple(_PER_SAMPLE)

@@ -1,0 +1,256 @@
+"""Every format's artifacts for one sample, from one decoded id map, in one pass.
+
+Contract:
+  * An *exported instance* is an annotation whose id has pixels in the bitmap and whose
+    category is in the taxonomy. Every format shows exactly the exported instances; all other
+    pixels (background, orphan ids, unknown categories) are 0 / black / VOID. Empty
+    annotations, orphan ids and unknown categories become per-sample warnings.
+  * coco-instance: one annotation body per exported instance, in annotation-list order, with
+    `image_id`, `category_id`, `bbox` [x, y, w, h] (integer pixel extents), compressed-RLE
+    `segmentation`, `area` (pixels), `iscrowd` 0, and the object `attributes` when present.
+    The `id` is added later (global, dense, in image order).
+  * coco-panoptic: things get one segment per instance, stuff one segment per category
+    (areas summed, boxes united). Segment id = R + 256*G + 65536*B of its PNG colour: stuff
+    uses the category's unique stuff colour; the k-th instance of a thing category uses its
+    category colour for k = 0, then deterministic offsets (blake2b of category and k),
+    skipping colours already used in the image. No randomness: same input, same ids.
+  * yolo: `class xc yc w h` with the 0-based class position, normalised by the bitmap size,
+    six decimals, one line per exported instance; an image with none gets an empty file.
+  * instance: 16-bit gray PNG of instance ids; an id > 65535 fails the sample (FormatError)
+    unless `instance_png="rgb24"`, which writes RGB with id = R + 256*G + 65536*B.
+  * semantic: category id + id_increment, 8-bit (16-bit for the whole export if needed).
+  * instance-color: COLORMAP[(id - 1) % 36] on the full id (no uint8 wrap-around).
+  * semantic-color: the category's colour (Taxonomy.color).
+  * Nothing here mutates the id map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+
+from transforms.formats import errors, paths
+from transforms.formats.instances import InstanceTable, compact_labels, instance_table
+from transforms.formats.png import encode_png
+from transforms.formats.taxonomy import COLORMAP, Taxonomy, rgb_id
+from transforms.formats.types import Sample
+
+_MAX_LISTED = 10  # ids listed in one warning
+
+
+def dumps(obj) -> str:
+    """The one JSON serialisation used for every output document."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSettings:
+    formats: tuple[str, ...]
+    labelset: str
+    taxonomy: Taxonomy
+    instance_png: str = "gray16"  # gray16 | rgb24
+    png_compress_level: int = 6
+
+
+@dataclasses.dataclass
+class SampleOutput:
+    """What one sample contributes; files are (path relative to OUT, bytes)."""
+
+    files: list[tuple[str, bytes]]
+    coco_image: str | None  # JSON object text (coco-instance and coco-panoptic images[])
+    coco_annotations: list[str]  # JSON object texts without "id"
+    panoptic_annotation: str | None  # JSON object text
+    num_instances: int
+    warnings: list[str]
+    artifacts: list[tuple[str, str]]  # (format, relative path)
+
+
+def _ids(values) -> str:
+    values = sorted(int(v) for v in values)
+    head = ", ".join(map(str, values[:_MAX_LISTED]))
+    return head + (f" and {len(values) - _MAX_LISTED} more" if len(values) > _MAX_LISTED else "")
+
+
+def export_sample(
+    sample: Sample,
+    id_map: np.ndarray,
+    settings: ExportSettings,
+    image_ext: str,
+    warnings: list[str] | None = None,
+) -> SampleOutput:
+    """All artifacts of `settings.formats` for one sample. Raises FormatError."""
+    tax = settings.taxonomy
+    formats = set(settings.formats)
+    warnings = list(warnings or [])
+    table = instance_table(id_map)
+    h, w = table.height, table.width
+
+    # Exported instances, in annotation order: (annotation, table row).
+    exported = []
+    empty, unknown = [], []
+    for ann in sample.annotations:
+        row = table.lookup(ann.id)
+        if row < 0:
+            empty.append(ann.id)
+        elif tax.position(ann.category_id) < 0:
+            unknown.append(ann.id)
+        else:
+            exported.append((ann, row))
+    orphans = set(table.ids.tolist()) - {a.id for a in sample.annotations}
+    if empty:
+        warnings.append(f"annotations without pixels: {_ids(empty)}")
+    if unknown:
+        warnings.append(f"annotations with a category not in the taxonomy: {_ids(unknown)}")
+    if orphans:
+        warnings.append(f"bitmap ids without an annotation (left out): {_ids(orphans)}")
+
+    file_name = paths.image_file_name(sample.stem, image_ext)
+    out = SampleOutput([], None, [], None, len(exported), warnings, [])
+    if formats & {"coco-instance", "coco-panoptic"}:
+        out.coco_image = dumps({"id": sample.image_id, "file_name": file_name, "height": h, "width": w})
+    if "coco-instance" in formats:
+        out.coco_annotations = [_coco_annotation(sample, ann, table, row) for ann, row in exported]
+
+    pictures = formats & {"coco-panoptic", "instance", "semantic", "instance-color", "semantic-color"}
+    compact = compact_labels(id_map, table.ids) if pictures else None
+    n = len(table) + 1
+    ids = np.zeros(n, np.int64)
+    cats = np.zeros(n, np.int64)
+    is_exported = np.zeros(n, bool)
+    for ann, row in exported:
+        ids[row + 1] = ann.id
+        cats[row + 1] = ann.category_id
+        is_exported[row + 1] = True
+
+    def emit(fmt: str, pixels: np.ndarray) -> None:
+        rel = paths.sample_file(fmt, sample.stem, settings.labelset)
+        out.files.append((rel, encode_png(pixels, settings.png_compress_level)))
+        out.artifacts.append((fmt, rel))
+
+    if "instance" in formats:
+        emit("instance", _instance_pixels(compact, ids, settings.instance_png, sample))
+    if "semantic" in formats:
+        lut = np.zeros(n, tax.semantic_dtype)
+        lut[is_exported] = [tax.semantic_value(int(c)) for c in cats[is_exported]]
+        emit("semantic", lut[compact])
+    if "instance-color" in formats:
+        lut = np.zeros((n, 3), np.uint8)
+        for r in np.flatnonzero(is_exported):
+            lut[r] = COLORMAP[(int(ids[r]) - 1) % len(COLORMAP)]
+        emit("instance-color", lut[compact])
+    if "semantic-color" in formats:
+        lut = np.zeros((n, 3), np.uint8)
+        for r in np.flatnonzero(is_exported):
+            lut[r] = tax.color(int(cats[r]))
+        emit("semantic-color", lut[compact])
+    if "coco-panoptic" in formats:
+        segments, colors = _panoptic_segments(exported, table, tax)
+        lut = np.zeros((n, 3), np.uint8)
+        for row, color in colors.items():
+            lut[row + 1] = color
+        rel = paths.sample_file("coco-panoptic", sample.stem, settings.labelset)
+        out.files.append((rel, encode_png(lut[compact], settings.png_compress_level)))
+        out.artifacts.append(("coco-panoptic", rel))
+        out.panoptic_annotation = dumps(
+            {"image_id": sample.image_id, "file_name": rel.split("/", 1)[1],
+             "segments_info": segments}
+        )
+    if "yolo" in formats:
+        lines = []
+        for ann, row in exported:
+            x0, y0, bw, bh = table.bbox_xywh(row)
+            lines.append(
+                f"{tax.position(ann.category_id)} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f}"
+                f" {bw / w:.6f} {bh / h:.6f}\n"
+            )
+        rel = paths.sample_file("yolo", sample.stem, settings.labelset)
+        out.files.append((rel, "".join(lines).encode("ascii")))
+        out.artifacts.append(("yolo", rel))
+    return out
+
+
+def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int) -> str:
+    body = {
+        "image_id": sample.image_id,
+        "category_id": ann.category_id,
+        "bbox": table.bbox_xywh(row),
+        "segmentation": table.rle(row),
+        "area": int(table.area[row]),
+        "iscrowd": 0,
+    }
+    if ann.attributes:
+        body["attributes"] = dict(ann.attributes)
+    return dumps(body)
+
+
+def _instance_pixels(compact, ids, mode: str, sample: Sample) -> np.ndarray:
+    top = int(ids.max()) if ids.size else 0
+    if mode == "rgb24":
+        from transforms.formats.bitmap import id_to_rgb
+
+        return id_to_rgb(ids.astype(np.uint32))[compact]
+    if top > 0xFFFF:
+        raise errors.FormatError(
+            f"instance id {top} does not fit a 16-bit instance PNG "
+            "(rerun with --instance_png rgb24 to write 24-bit ids as RGB)"
+        )
+    return ids.astype(np.uint16)[compact]
+
+
+def _offset(category_id: int, k: int) -> tuple[int, int, int]:
+    digest = hashlib.blake2b(f"{category_id}:{k}".encode(), digest_size=3).digest()
+    return tuple(b % 61 - 30 for b in digest)  # type: ignore[return-value]
+
+
+def _thing_color(base, category_id: int, used: set[int]) -> tuple[int, int, int]:
+    for k in range(1 << 20):
+        if k == 0:
+            color = tuple(base)
+        else:
+            d = _offset(category_id, k)
+            color = tuple(min(255, max(0, base[i] + d[i])) for i in range(3))
+        if rgb_id(color) not in used:
+            return color
+    # The category's neighbourhood is full (> ~200k instances in one image): any free id.
+    for value in range(1, 1 << 24):
+        if value not in used:
+            return (value & 255, (value >> 8) & 255, value >> 16)
+    raise errors.FormatError("no free panoptic segment id left in this image")
+
+
+def _panoptic_segments(exported, table: InstanceTable, tax: Taxonomy):
+    used = set(tax.stuff_ids) | {0}
+    segments: list[dict] = []
+    stuff_segment: dict[int, dict] = {}
+    colors: dict[int, tuple[int, int, int]] = {}
+    for ann, row in exported:
+        cat = tax.category(ann.category_id)
+        x0, y0, x1, y1 = (int(table.x0[row]), int(table.y0[row]), int(table.x1[row]),
+                          int(table.y1[row]))
+        area = int(table.area[row])
+        if not cat.has_instances:
+            color = tax.stuff_color(cat.id)
+            colors[row] = color
+            seg = stuff_segment.get(cat.id)
+            if seg is None:
+                seg = {"id": rgb_id(color), "category_id": cat.id, "iscrowd": 0,
+                       "bbox": [x0, y0, x1, y1], "area": area}
+                stuff_segment[cat.id] = seg
+                segments.append(seg)
+            else:
+                b = seg["bbox"]
+                seg["bbox"] = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
+                seg["area"] += area
+            continue
+        color = _thing_color(tax.color(cat.id), cat.id, used)
+        used.add(rgb_id(color))
+        colors[row] = color
+        segments.append({"id": rgb_id(color), "category_id": cat.id, "iscrowd": 0,
+                         "bbox": [x0, y0, x1, y1], "area": area})
+    for seg in segments:  # inclusive extents -> COCO [x, y, w, h]
+        x0, y0, x1, y1 = seg["bbox"]
+        seg["bbox"] = [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
+    return segments, colors

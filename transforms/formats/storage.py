@@ -1,0 +1,299 @@
+"""Reading release files and assets, writing outputs: local paths, http(s), gs://, s3://.
+
+Contract:
+  * A relative asset URL is resolved against the release file's location (a directory for a
+    local release, `urljoin` for a remote one).
+  * A remote release may not point at local files (`file://`, absolute or relative paths
+    that resolve locally): such an asset is refused per sample.
+  * http(s) goes through one pooled `requests.Session` per fetcher, retrying 429/5xx and
+    connection errors with exponential backoff and honouring `Retry-After`; other schemes
+    through fsspec (gcsfs for gs://; s3fs must be installed for s3://).
+  * URLs are redacted (query string, fragment and credentials dropped) in every message.
+  * Writes are atomic: local files are written under a temporary name and renamed; object
+    stores publish an object only when its upload completes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import posixpath
+import tempfile
+import urllib.parse
+from typing import IO
+
+from transforms.formats import errors
+
+REMOTE_SCHEMES = ("http", "https", "gs", "s3")
+
+
+def scheme(uri: str) -> str:
+    s = urllib.parse.urlsplit(uri).scheme.lower()
+    # A Windows drive letter ("C:\x") is not a scheme.
+    return "" if len(s) == 1 else s
+
+
+def is_remote(uri: str) -> bool:
+    return scheme(uri) in REMOTE_SCHEMES
+
+
+def redact(url: str | None) -> str:
+    """Drops credentials, query string and fragment: signed URLs carry secrets there."""
+    if not url:
+        return str(url)
+    if not scheme(url):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = "?<redacted>" if parts.query else ""
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", "")) + query
+
+
+def resolve(url: str, release_uri: str) -> str:
+    """An asset URL as it must be fetched: relative URLs are relative to the release."""
+    if scheme(url):
+        return url
+    if is_remote(release_uri):
+        return urllib.parse.urljoin(release_uri, url)
+    if os.path.isabs(url):
+        return url
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(release_uri)), url))
+
+
+def _local_path(uri: str) -> str | None:
+    s = scheme(uri)
+    if s == "file":
+        return urllib.parse.unquote(urllib.parse.urlsplit(uri).path)
+    if s == "":
+        return uri
+    return None
+
+
+def open_release(uri: str, timeout: float = 60.0) -> IO[bytes]:
+    """A binary stream of the release JSON (a `.gz` suffix is decompressed)."""
+    try:
+        local = _local_path(uri)
+        if local is not None:
+            stream: IO[bytes] = open(local, "rb")
+        elif scheme(uri) in ("http", "https"):
+            import requests
+
+            resp = requests.get(uri, stream=True, timeout=timeout)
+            if resp.status_code != 200:
+                resp.close()
+                raise errors.ReleaseError(
+                    f"--release: HTTP {resp.status_code} for {redact(uri)}"
+                    + (" (signed release URLs expire; download a fresh one)" if resp.status_code == 403 else "")
+                )
+            resp.raw.decode_content = True
+            stream = resp.raw
+        else:
+            import fsspec
+
+            stream = fsspec.open(uri, "rb").open()
+    except errors.ReleaseError:
+        raise
+    except FileNotFoundError:
+        raise errors.ReleaseError(f"--release: no such file: {redact(uri)}") from None
+    except ImportError as e:
+        raise errors.ReleaseError(f"--release: cannot read {redact(uri)}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise errors.ReleaseError(f"--release: cannot open {redact(uri)}: {type(e).__name__}") from None
+    if urllib.parse.urlsplit(uri).path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
+    return stream
+
+
+class Fetcher:
+    """Fetches asset bytes. Build in `DoFn.setup()`; the session is created lazily."""
+
+    def __init__(self, release_uri: str, timeout: float = 30.0, attempts: int = 5,
+                 allow_local: bool | None = None):
+        self._release_uri = release_uri
+        self._timeout = timeout
+        self._attempts = attempts
+        self._allow_local = (not is_remote(release_uri)) if allow_local is None else allow_local
+        self._session = None
+        self._fs: dict[str, object] = {}
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def _http(self):
+        if self._session is None:
+            import requests
+            from requests.adapters import HTTPAdapter
+            from urllib3.util.retry import Retry
+
+            retry = Retry(
+                total=self._attempts - 1,
+                connect=self._attempts - 1,
+                read=self._attempts - 1,
+                status=self._attempts - 1,
+                backoff_factor=0.2,
+                backoff_max=10.0,
+                backoff_jitter=0.2,
+                status_forcelist=(429, 500, 502, 503, 504),
+                allowed_methods=frozenset({"GET"}),
+                respect_retry_after_header=True,
+                raise_on_status=False,
+            )
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session = session
+        return self._session
+
+    def fetch(self, url: str | None, what: str) -> bytes:
+        """Returns the bytes at `url` or raises FetchError naming `what` (e.g. "bitmap")."""
+        if not url:
+            raise errors.FetchError(f"{what}: no URL")
+        target = resolve(url, self._release_uri)
+        s = scheme(target)
+        if s in ("http", "https"):
+            return self._fetch_http(target, what)
+        if s in ("gs", "s3"):
+            return self._fetch_fsspec(target, what)
+        local = _local_path(target)
+        if local is None:
+            raise errors.FetchError(f"{what}: unsupported URL scheme {s!r} in {redact(url)}")
+        if not self._allow_local:
+            raise errors.FetchError(f"{what}: local path refused in a remote release: {redact(url)}")
+        try:
+            with open(local, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise errors.FetchError(f"{what}: file not found: {url}") from None
+        except OSError as e:
+            raise errors.FetchError(f"{what}: cannot read {url}: {e.strerror}") from None
+
+    def _fetch_http(self, url: str, what: str) -> bytes:
+        import requests
+
+        try:
+            resp = self._http().get(url, timeout=self._timeout)
+        except requests.RequestException as e:
+            raise errors.FetchError(
+                f"{what}: {type(e).__name__} after {self._attempts} attempts for {redact(url)}"
+            ) from None
+        if resp.status_code != 200:
+            raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
+        return resp.content
+
+    def _fetch_fsspec(self, url: str, what: str) -> bytes:
+        import fsspec
+
+        try:
+            with fsspec.open(url, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise errors.FetchError(f"{what}: not found: {redact(url)}") from None
+        except ImportError as e:
+            raise errors.FetchError(f"{what}: cannot read {redact(url)}: {e}") from None
+        except OSError as e:
+            raise errors.FetchError(f"{what}: {type(e).__name__} for {redact(url)}") from None
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def join(base: str, *parts: str) -> str:
+    if scheme(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Atomic, idempotent write: a retry rewrites the same bytes under the same name."""
+    local = _local_path(path)
+    if local is None:
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(path)
+        fs.pipe_file(p, data)
+        return
+    directory = os.path.dirname(local) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="~")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, local)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def open_atomic(path: str):
+    """A context manager writing `path` atomically (streamed; for large documents)."""
+    return _AtomicWriter(path)
+
+
+class _AtomicWriter:
+    def __init__(self, path: str):
+        self._path = path
+        self._local = _local_path(path)
+
+    def __enter__(self) -> IO[bytes]:
+        if self._local is None:
+            import fsspec
+
+            self._f = fsspec.open(self._path, "wb").open()
+            return self._f
+        directory = os.path.dirname(self._local) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="~")
+        self._f = os.fdopen(fd, "wb")
+        return self._f
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._f.close()
+        if self._local is None:
+            return
+        if exc_type is None:
+            os.replace(self._tmp, self._local)
+        else:
+            os.unlink(self._tmp)
+
+
+def read_bytes(path: str) -> bytes:
+    local = _local_path(path)
+    if local is not None:
+        with open(local, "rb") as f:
+            return f.read()
+    import fsspec
+
+    with fsspec.open(path, "rb") as f:
+        return f.read()
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a directory tree (temporary fragments); missing is fine."""
+    local = _local_path(path)
+    if local is not None:
+        import shutil
+
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(path)
+    if fs.exists(p):
+        fs.rm(p, recursive=True)
+
+
+def open_read(path: str) -> IO[bytes]:
+    local = _local_path(path)
+    if local is not None:
+        return open(local, "rb")
+    import fsspec
+
+    return fsspec.open(path, "rb").open()

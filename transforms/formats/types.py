@@ -1,0 +1,87 @@
+"""The internal model every layout of release file is normalised to.
+
+Contract:
+  * `Sample.index` is the 0-based position among *selected* samples (after the status and
+    metadata filters), in release-file order; `image_id = index + 1` (the SDK's numbering,
+    gaps included where selected samples are skipped).
+  * `Sample.position` is the 0-based position in the release file, before filtering.
+  * Instance ids are 24-bit (0..16,777,215); 0 is background.
+  * Everything here is immutable and picklable: these objects cross Beam stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+SEGMENTATION_TASKS = ("segmentation-bitmap", "segmentation-bitmap-highres")
+
+# Export formats, in the order they are listed everywhere (CLI help, report, manifest).
+FORMATS = (
+    "coco-instance",
+    "coco-panoptic",
+    "yolo",
+    "instance",
+    "semantic",
+    "instance-color",
+    "semantic-color",
+)
+
+FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Category:
+    id: int
+    name: str
+    color: tuple[int, int, int] | None  # RGB; alpha (if given) dropped, floats rounded
+    has_instances: bool  # missing or null -> False (stuff), as the SDK reads it
+    raw: tuple[tuple[str, Any], ...]  # the release's dict, key order kept (COCO pass-through)
+
+    def raw_dict(self) -> dict[str, Any]:
+        return dict(self.raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotation:
+    id: int
+    category_id: int
+    attributes: tuple[tuple[str, Any], ...] | None = None  # object attributes, key order kept
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One selected sample, ready to export."""
+
+    index: int
+    position: int
+    uuid: str
+    name: str
+    image_url: str | None
+    label_status: str
+    annotations: tuple[Annotation, ...]
+    bitmap_url: str | None
+    stem: str = ""  # unique, safe relative output stem; assigned after collision resolution
+
+    @property
+    def image_id(self) -> int:
+        return self.index + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestRow:
+    """One row of the manifest: the fate of one sample of the release."""
+
+    position: int
+    uuid: str
+    name: str
+    status: str  # exported | failed | skipped
+    image_id: int | None = None
+    reason: str | None = None  # why failed / skipped
+    stage: str | None = None  # where it failed
+    num_instances: int = 0
+    artifacts: tuple[tuple[str, str], ...] = ()  # (format, path relative to OUT)
+    warnings: tuple[str, ...] = ()
+
+
+EXPORTED, FAILED, SKIPPED = "exported", "failed", "skipped"

@@ -1,0 +1,71 @@
+"""WriteManifest, WriteFailures, WriteOnce: the run's small result files."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.pvalue import AsList
+
+from transforms.formats import manifest, paths, storage
+
+
+def _write_shard(element, output: str, shards: int) -> str:
+    shard, rows = element
+    path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
+    storage.write_bytes(path, manifest.parquet_bytes(rows))
+    return path
+
+
+class WriteManifest(beam.PTransform):
+    """ManifestRow -> Parquet shards by release position (fixed layout, sorted rows)."""
+
+    def __init__(self, output: str, samples: int, rows_per_shard: int):
+        super().__init__()
+        self._output, self._rows_per_shard = output, rows_per_shard
+        self._shards = manifest.shard_count(samples, rows_per_shard)
+
+    def expand(self, rows):
+        return (
+            rows
+            | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r), self._rows_per_shard)
+            | "GroupByShard" >> beam.GroupByKey()
+            # (shard, [ManifestRow])
+            | "WriteShard" >> beam.Map(_write_shard, self._output, self._shards)
+        )
+
+
+def _write_failures(path: str, rows) -> str:
+    storage.write_bytes(path, manifest.failure_lines(rows))
+    return path
+
+
+class WriteFailures(beam.PTransform):
+    """ManifestRow -> failures.jsonl (failed rows only, sorted; written even when empty)."""
+
+    def __init__(self, output: str):
+        super().__init__()
+        self._path = storage.join(output, paths.FAILURES)
+
+    def expand(self, rows):
+        failed = rows | "OnlyFailed" >> beam.Filter(lambda r: r.status == "failed")
+        return (
+            rows.pipeline
+            | "Path" >> beam.Create([self._path])
+            | "Write" >> beam.Map(_write_failures, rows=AsList(failed))
+        )
+
+
+def _write_once(path: str, data: bytes) -> str:
+    storage.write_bytes(path, data)
+    return path
+
+
+class WriteOnce(beam.PTransform):
+    """PBegin -> writes one small file with known content (e.g. YOLO data.yaml)."""
+
+    def __init__(self, path: str, data: bytes):
+        super().__init__()
+        self._path, self._data = path, data
+
+    def expand(self, pbegin):
+        return pbegin | "Path" >> beam.Create([self._path]) | "Write" >> beam.Map(
+            _write_once, self._data)
