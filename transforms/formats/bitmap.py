@@ -15,7 +15,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from transforms.formats import errors
 
@@ -69,6 +69,8 @@ def decode_id_map(data: bytes) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise errors.BitmapError(f"bitmap refused: {e}") from None
+    except UnidentifiedImageError:
+        raise errors.BitmapError("bitmap is not an image (unrecognised data)") from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL raises these for corrupt data
         raise errors.BitmapError(f"bitmap cannot be decoded: {type(e).__name__}: {e}") from None
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
@@ -82,8 +84,10 @@ def image_size(data: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except UnidentifiedImageError:
+        raise errors.BitmapError("image is not an image (unrecognised data)") from None
     except (OSError, ValueError, SyntaxError) as e:
-        raise errors.BitmapError(f"image cannot be read: {type(e).__name__}") from None
+        raise errors.BitmapError(f"image cannot be read: {type(e).__name__}: {e}") from None
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     return w, h

@@ -7,7 +7,8 @@ Contract:
     replaced; components are cut to 120 bytes (plus a hash of the full component); an empty
     result becomes `sample`. No stem can name a path outside the output folder.
   * Stems are unique case-insensitively (macOS/Windows file systems): samples whose stems
-    collide are ordered by index; the first keeps its stem, the others get `__{image_id}`.
+    collide are ordered by index; the first keeps its stem, the others get `__{image_id}`
+    (see `unique_stems`).
     The collision group is keyed by the stem with any `__<digits>` suffix removed, so a
     suffixed name can never collide with another sample's literal name.
   * Per-sample files (relative to OUT), with `{ls}` the labelset:
@@ -84,15 +85,26 @@ def collision_key(stem: str) -> str:
 
 
 def unique_stems(members: Iterable[tuple[int, str]]) -> dict[int, str]:
-    """{index: stem} for one collision group of (index, stem) pairs; deterministic."""
+    """{index: stem} for one collision group of (index, stem) pairs; deterministic.
+
+    Literal names first: the lowest index of each case-insensitive name keeps it. The others
+    get `{stem}__{image_id}` (then `_2`, `_3`, ... if even that is taken), so a generated name
+    never displaces a sample's own name.
+    """
     taken: set[str] = set()
-    out = {}
+    out: dict[int, str] = {}
+    losers = []
     for index, stem in sorted(members):
-        candidate = stem
-        if candidate.casefold() in taken:
-            candidate = f"{stem}__{index + 1}"
-        while candidate.casefold() in taken:  # only reachable through pathological names
-            candidate += "_"
+        if stem.casefold() in taken:
+            losers.append((index, stem))
+        else:
+            taken.add(stem.casefold())
+            out[index] = stem
+    for index, stem in losers:
+        candidate, k = f"{stem}__{index + 1}", 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{stem}__{index + 1}_{k}"
         taken.add(candidate.casefold())
         out[index] = candidate
     return out

@@ -194,7 +194,7 @@ def _instance_pixels(compact, ids, mode: str, sample: Sample) -> np.ndarray:
         return id_to_rgb(ids.astype(np.uint32))[compact]
     if top > 0xFFFF:
         raise errors.FormatError(
-            f"instance id {top} does not fit a 16-bit instance PNG "
+            f"instance id {top} is above 65535 and does not fit a 16-bit instance PNG "
             "(rerun with --instance_png rgb24 to write 24-bit ids as RGB)"
         )
     return ids.astype(np.uint16)[compact]

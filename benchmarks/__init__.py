@@ -1,0 +1,1 @@
+"""Benchmarks and the seeded synthetic-release generator they share with the tests."""

@@ -1,0 +1,125 @@
+"""Beam adapters: ReadRelease, AssignStems, ExportSamples (main and failure outputs),
+WriteCocoDocument."""
+
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.util import assert_that, equal_to
+
+from benchmarks import synth
+from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument
+from transforms.export import ExportJob, _ExportSampleFn
+from transforms.formats import release
+from transforms.formats.sample_export import ExportSettings
+from transforms.formats.taxonomy import Taxonomy
+from transforms.formats.types import Sample
+
+
+def _info(path, selection=release.Selection()):
+    with open(path, "rb") as f:
+        return release.release_info(release.scan_header(f), selection)
+
+
+def _release(tmp_path, entries):
+    return synth.write_release(str(tmp_path), entries)
+
+
+def test_read_release_indexes_selected_samples_in_file_order(pipeline, tmp_path):
+    entries = [
+        synth.sample_entry("a.jpg", "ua", "i", "b", [], status="LABELED"),
+        synth.sample_entry("b.jpg", "ub", "i", "b", [], status="REVIEWED"),
+        synth.sample_entry("c.jpg", "uc", "i", "b", None),
+        synth.sample_entry("d.jpg", "ud", "i", "b", [], status="LABELED"),
+    ]
+    path = _release(tmp_path, entries)
+    sel = release.Selection(filter_by=("LABELED", "UNLABELED"))
+    with pipeline as p:
+        out = p | ReadRelease(path, _info(path, sel), sel)
+        assert_that(out.samples | beam.Map(lambda s: (s.name, s.index, s.position)),
+                    equal_to([("a.jpg", 0, 0), ("d.jpg", 2, 3)]), label="Samples")
+        assert_that(out.rows | beam.Map(lambda r: (r.name, r.status, r.image_id)),
+                    equal_to([("b.jpg", "skipped", None), ("c.jpg", "skipped", 2)]), label="Rows")
+
+
+def test_read_release_reports_malformed_samples(pipeline, tmp_path):
+    bad_ann = synth.sample_entry("bad.jpg", "u1", "i", "b", [{"id": "x", "category_id": 1}])
+    path = _release(tmp_path, [bad_ann, 42, synth.sample_entry("ok.jpg", "u2", "i", "b", [])])
+    with pipeline as p:
+        out = p | ReadRelease(path, _info(path), release.Selection())
+        assert_that(out.rows | beam.Map(lambda r: (r.position, r.status, r.reason.split(":")[0])),
+                    equal_to([(0, "failed", "labels.ground-truth.attributes.annotations[0].id"),
+                              (1, "failed", "sample")]), label="Rows")
+        assert_that(out.samples | beam.Map(lambda s: (s.name, s.index)), equal_to([("ok.jpg", 1)]),
+                    label="Samples")
+
+
+def _s(index, name):
+    return Sample(index, index, f"u{index}", name, None, "LABELED", (), None)
+
+
+def test_assign_stems_resolves_collisions_deterministically(pipeline):
+    samples = [_s(0, "a.jpg"), _s(1, "a.png"), _s(2, "A.jpg"), _s(3, "a__2.jpg"), _s(4, "dir/b.jpg"),
+               _s(5, "../../etc/passwd")]
+    with pipeline as p:
+        stems = p | beam.Create(samples) | AssignStems() | beam.Map(lambda s: (s.index, s.stem))
+        assert_that(stems, equal_to([(0, "a"), (1, "a__2_2"), (2, "A__3"), (3, "a__2"), (4, "dir/b"),
+                                     (5, "etc/passwd")]))
+
+
+def _job(tmp_path, release_uri, formats=("coco-instance", "instance")):
+    tax = Taxonomy(release.parse_categories(synth.CATEGORIES, "c"))
+    return ExportJob(release_uri=release_uri, output=str(tmp_path / "out"),
+                     settings=ExportSettings(formats=formats, labelset="ground-truth", taxonomy=tax),
+                     copy_images=False)
+
+
+def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
+    id_map = np.zeros((4, 5), np.uint32)
+    id_map[1:3, 1:4] = 1
+    (tmp_path / "good.png").write_bytes(synth.id_map_to_png(id_map))
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    fn = _ExportSampleFn(_job(tmp_path, str(tmp_path / "release.json")))
+    fn.setup()
+    from transforms.formats.types import Annotation
+    good = Sample(0, 0, "u0", "good.jpg", None, "LABELED", (Annotation(1, 1),), "good.png", stem="good")
+    bad = Sample(1, 1, "u1", "bad.jpg", None, "LABELED", (Annotation(1, 1),), "bad.png", stem="bad")
+    out_good = list(fn.process(good))
+    out_bad = list(fn.process(bad))
+    fn.teardown()
+    part, row = out_good[0], out_good[1].value
+    assert part[0] == 0 and len(part[2]) == 1 and row.status == "exported"
+    assert os.path.exists(tmp_path / "out" / "instance" / "good_label_ground-truth_instance.png")
+    assert len(out_bad) == 1 and out_bad[0].value.status == "failed"
+    assert out_bad[0].value.stage == "decode"
+
+
+def test_export_samples_main_and_failed_outputs(pipeline, tmp_path):
+    id_map = np.ones((3, 3), np.uint32)
+    (tmp_path / "good.png").write_bytes(synth.id_map_to_png(id_map))
+    from transforms.formats.types import Annotation
+    good = Sample(0, 0, "u0", "good.jpg", None, "LABELED", (Annotation(1, 2),), "good.png", stem="good")
+    missing = Sample(1, 1, "u1", "m.jpg", None, "LABELED", (Annotation(1, 2),), "missing.png", stem="m")
+    with pipeline as p:
+        out = p | beam.Create([good, missing]) | ExportSamples(_job(tmp_path, str(tmp_path / "r.json")))
+        assert_that(out.parts | beam.Map(lambda part: (part[0], len(part[2]))), equal_to([(0, 1)]),
+                    label="Parts")
+        assert_that(out.rows | beam.Map(lambda r: (r.name, r.status, r.stage)),
+                    equal_to([("good.jpg", "exported", None), ("m.jpg", "failed", "fetch")]),
+                    label="Rows")
+
+
+def test_write_coco_document_assigns_dense_ids_across_shards(pipeline, tmp_path):
+    parts = [(i, json.dumps({"id": i + 1}), tuple(json.dumps({"image_id": i + 1}) for _ in range(i % 3)))
+             for i in range(9)]
+    path = str(tmp_path / "doc.json")
+    with pipeline as p:
+        _ = p | beam.Create(parts) | WriteCocoDocument(path, {"info": {}, "categories": []},
+                                                         str(tmp_path / "tmp"), assign_ids=True,
+                                                         shard_size=2)
+    doc = json.loads(open(path).read())
+    assert [im["id"] for im in doc["images"]] == list(range(1, 10))
+    assert [a["id"] for a in doc["annotations"]] == list(range(1, 10))
+    assert [a["image_id"] for a in doc["annotations"]] == [2, 3, 3, 5, 6, 6, 8, 9, 9]
+    assert not os.path.exists(tmp_path / "tmp")  # fragments cleaned up

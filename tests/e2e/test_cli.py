@@ -1,0 +1,93 @@
+"""The command line: bad input fails before any work with a one-line message; the bundled
+example runs with no arguments but --output; a legacy v1 release exports."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import synth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "release.json"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    ("{not json", "not valid JSON"),
+    ('{"name": "r", "dataset": {"name": "d", "task_type": "segmentation-bitmap", "task_attributes": '
+     '{"categories": []}, "labelsets": [{"name": "ground-truth"}], "samples": [', "not valid JSON"),
+    ('[1, 2]', "top level must be a JSON object"),
+    ('{"name": "r", "dataset": {"name": "d", "task_attributes": {"categories": []}, "labelsets": [], '
+     '"samples": []}}', "dataset.task_type: missing"),
+    ('{"name": "r", "dataset": {"name": "d", "task_type": "pointcloud-cuboid", "task_attributes": '
+     '{"categories": []}, "labelsets": [{"name": "ground-truth"}], "samples": []}}',
+     "dataset.task_type: 'pointcloud-cuboid' cannot be exported"),
+    ('{"name": "r", "dataset": {"name": "d", "task_type": "segmentation-bitmap", "task_attributes": '
+     '{"categories": [{"id": 1, "name": "a"}]}, "labelsets": [{"name": "preds"}], "samples": []}}',
+     "no labelset named 'ground-truth' in this release (available: preds)"),
+])
+def test_broken_release_fails_before_any_output(tmp_path, content, message):
+    path = str(tmp_path / "missing.json") if content is None else _write(tmp_path, content)
+    out = tmp_path / "out"
+    result = _cli("--release", path, "--output", str(out), "--direct_running_mode=in_memory")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unknown_config_key_and_format_are_named(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("formats: [yolo]\nshard: 3\n")
+    result = _cli("--config", str(cfg), "--output", str(tmp_path / "o"))
+    assert result.returncode == 2 and "unknown setting 'shard'" in result.stderr
+    result = _cli("--formats", "coco,yolo", "--output", str(tmp_path / "o"))
+    assert result.returncode == 2 and "unknown format 'coco'" in result.stderr
+
+
+def test_bundled_example_runs_with_only_output(tmp_path):
+    out = tmp_path / "out"
+    result = _cli("--output", str(out), cwd=str(tmp_path))  # not the repo: paths must not matter
+    assert result.returncode == 0, result.stderr
+    assert "4 exported, 0 failed, 2 skipped" in result.stderr
+    doc = json.loads((out / "coco-instance.json").read_text())
+    assert doc["info"] == {"description": "coins", "version": "v1.0"}
+    assert len(doc["images"]) == 4 and len(doc["annotations"]) > 80
+    for image in doc["images"]:
+        assert (out / "images" / image["file_name"]).exists()
+
+
+def test_legacy_v1_release_exports(tmp_path):
+    truth = synth.make_release(str(tmp_path), samples=2, instances=3, seed=3)
+    v2 = json.loads((tmp_path / "release.json").read_text())["dataset"]
+    legacy = {
+        "name": "old", "description": "", "created_at": "2020-07-09",
+        "tasks": [{"name": "segmentation", "description": "", "task_type": "segmentation-bitmap",
+                   "attributes": {"categories": v2["task_attributes"]["categories"]}}],
+        "samples": [{**s, "data_type": "IMAGE", "labels": {"segmentation": s["labels"]["ground-truth"]}}
+                    for s in v2["samples"]],
+    }
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(legacy))
+    out = tmp_path / "out"
+    result = _cli("--release", str(path), "--output", str(out), "--formats", "semantic",
+                  "--direct_running_mode=in_memory")
+    assert result.returncode == 0, result.stderr
+    assert "v1 layout" in result.stderr
+    names = sorted(os.listdir(out / "semantic"))
+    assert names == [f"sample_{i:05d}_label_segmentation_semantic.png" for i in range(2)]
+    assert len(truth) == 2
