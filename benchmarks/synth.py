@@ -80,10 +80,12 @@ def draw(rng: np.random.Generator, height: int, width: int, instances: int,
 
 def make_release(root: str, samples: int = 4, height: int = 48, width: int = 64,
                  instances: int = 5, seed: int = 0, base_url: str = "",
-                 jpeg_quality: int = 80, name: str = "synthetic") -> list[TruthSample]:
+                 jpeg_quality: int = 80, name: str = "synthetic",
+                 keep_truth: bool = True) -> list[TruthSample]:
     """Writes root/release.json, root/images/*, root/labels/*; returns the ground truth.
 
     `base_url` prefixes asset URLs (e.g. "http://127.0.0.1:PORT/"); empty = relative paths.
+    `keep_truth=False` returns nothing and holds one sample at a time (large benchmarks).
     """
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(root, "images"), exist_ok=True)
@@ -100,7 +102,8 @@ def make_release(root: str, samples: int = 4, height: int = 48, width: int = 64,
         img[...] = (np.asarray(id_map, np.uint64) * 2654435761 % 251)[..., None].astype(np.uint8)
         Image.fromarray(img).save(os.path.join(root, image_file), quality=jpeg_quality)
         uuid = f"00000000-0000-4000-8000-{i:012d}"
-        truth.append(TruthSample(name_i, uuid, id_map, anns, bitmap_file, image_file))
+        if keep_truth:
+            truth.append(TruthSample(name_i, uuid, id_map, anns, bitmap_file, image_file))
         entries.append(sample_entry(name_i, uuid, base_url + image_file, base_url + bitmap_file,
                                     anns))
     write_release(root, entries, name=name)

@@ -118,13 +118,24 @@ def load(flags: dict[str, Any]) -> ExportConfig:
     return cfg
 
 
+_TYPES = {"images": str, "instance_png": str, "output": str, "release": str, "id_increment": int,
+          "png_compress_level": int, "coco_shard_size": int, "manifest_rows_per_shard": int,
+          "http_attempts": int, "http_timeout": (int, float)}
+
+
 def _validate(cfg: ExportConfig) -> None:
+    for name, kind in _TYPES.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
+    if cfg.labelset is not None and not isinstance(cfg.labelset, str):
+        raise ConfigError(f"labelset: expected a string, got {cfg.labelset!r}")
     if cfg.images not in ("copy", "none"):
         raise ConfigError(f"images: expected copy or none, got {cfg.images!r}")
     if cfg.instance_png not in ("gray16", "rgb24"):
         raise ConfigError(f"instance_png: expected gray16 or rgb24, got {cfg.instance_png!r}")
     for name in ("coco_shard_size", "manifest_rows_per_shard", "http_attempts"):
-        if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
+        if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: expected a positive integer")
     if not 0 <= cfg.png_compress_level <= 9:
         raise ConfigError("png_compress_level: expected 0..9")
@@ -132,3 +143,7 @@ def _validate(cfg: ExportConfig) -> None:
         raise ConfigError("http_timeout: expected a positive number of seconds")
     if not cfg.output:
         raise ConfigError("--output: empty path")
+
+
+def _kind_name(kind) -> str:
+    return "a number" if isinstance(kind, tuple) else {str: "a string", int: "an integer"}[kind]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -101,6 +100,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     graph.build(pipeline, cfg, info, formats)
     result = pipeline.run()
     result.wait_until_finish()
+    storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     elapsed = time.monotonic() - started
     counts = _counts(result)
     counts["samples"] = info.sample_count

@@ -8,8 +8,9 @@ local export does not print a dozen channel messages per worker.
 import logging
 import sys
 
-import pipeline  # noqa: F401  (installs the harmless-message filter first)
 from apache_beam.runners.worker import sdk_worker_main
+
+import pipeline  # noqa: F401  (installs the harmless-message filter first)
 
 
 def main() -> None:

@@ -10,17 +10,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.server import StaticServer
-
-# The SDK's colour map as printed in the spec (§4.0.3), written out independently of the code.
-SPEC_COLORMAP = [
-    (0, 113, 188), (216, 82, 24), (236, 176, 31), (125, 46, 141), (118, 171, 47),
-    (76, 189, 237), (161, 19, 46), (255, 0, 0), (255, 127, 0), (190, 190, 0), (0, 255, 0),
-    (0, 0, 255), (170, 0, 255), (84, 84, 0), (84, 170, 0), (84, 255, 0), (170, 84, 0),
-    (170, 170, 0), (170, 255, 0), (255, 84, 0), (255, 170, 0), (255, 255, 0), (0, 84, 127),
-    (0, 170, 127), (0, 255, 127), (84, 0, 127), (84, 84, 127), (84, 170, 127),
-    (84, 255, 127), (170, 0, 127), (170, 84, 127), (170, 170, 127), (170, 255, 127),
-    (255, 0, 127), (255, 84, 127), (255, 170, 127),
-]
+from benchmarks.verify import SPEC_COLORMAP, read_png  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture
@@ -35,11 +25,6 @@ def png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def read_png(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img)
 
 
 def tree(root: str) -> dict[str, bytes]:

@@ -36,9 +36,12 @@ def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     """Sample -> (ManifestRow, coco part or None); all files written. Pure of Beam."""
     try:
+        warnings = []
         bitmap_bytes = fetcher.fetch(sample.bitmap_url, "bitmap") if sample.bitmap_url else None
-        need_image = job.copy_images or bitmap_bytes is None
+        need_image = bitmap_bytes is None or (job.copy_images and sample.image_url)
         image_bytes = fetcher.fetch(sample.image_url, "image") if need_image else None
+        if job.copy_images and not sample.image_url:
+            warnings.append("sample has no image URL; no image copied")
         if bitmap_bytes is None:
             if sample.annotations:
                 raise errors.BitmapError(
@@ -47,7 +50,6 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
             id_map = np.zeros((h, w), np.uint32)  # an empty label: nothing drawn
         else:
             id_map = bitmap.decode_id_map(bitmap_bytes)
-        warnings = []
         ext = paths.image_extension(sample.image_url, sample.name)
         if image_bytes is not None:
             ext = ext or bitmap.image_extension(image_bytes)
@@ -60,7 +62,7 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         return _failed(sample, e), None
     files = list(out.files)
     artifacts = list(out.artifacts)
-    if job.copy_images:
+    if job.copy_images and image_bytes is not None:
         rel = paths.image_path(sample.stem, ext)
         files.insert(0, (rel, image_bytes))
         artifacts.insert(0, ("image", rel))

@@ -28,9 +28,10 @@ class _ReadReleaseFn(beam.DoFn):
 
     def process(self, uri: str):
         info, selection = self._info, self._selection
-        index = 0
+        index = read = 0
         with storage.open_release(uri) as stream:
             for position, raw in enumerate(release.iter_raw_samples(stream, info.samples_prefix)):
+                read += 1
                 self._read.inc()
                 uuid, name = release.identity(raw, position)
                 try:
@@ -62,7 +63,7 @@ class _ReadReleaseFn(beam.DoFn):
                             position, uuid, name, FAILED, image_id=image_id, reason=e.reason,
                             stage=e.stage))
                 index += 1
-        _LOGGER.info("read %d samples, %d selected", position + 1 if info.sample_count else 0, index)
+        _LOGGER.info("read %d samples, %d selected", read, index)
 
 
 class ReadRelease(beam.PTransform):

@@ -9,21 +9,13 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
 from benchmarks import synth
+from benchmarks.verify import read_png, verify_export
 from pipeline.run import run
-from tests.conftest import SPEC_COLORMAP, png_bytes, read_png, tree
+from tests.conftest import png_bytes, tree
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-CATS = {c["id"]: c for c in synth.CATEGORIES}
-POSITION = {c["id"]: i for i, c in enumerate(synth.CATEGORIES)}
-
-
-def _color(cat_id):
-    c = CATS[cat_id]
-    return tuple(c["color"]) if "color" in c else SPEC_COLORMAP[POSITION[cat_id]]
 
 
 @pytest.fixture
@@ -33,7 +25,6 @@ def release(http_root):
     truth = synth.make_release(root, samples=6, height=40, width=56, instances=6, seed=1,
                                base_url=url)
     rng = np.random.default_rng(7)
-    extra = []
     # Large ids: 300..., and one sample with an id above 65535.
     for i, first_id in ((6, 300), (7, 65_530)):
         id_map, anns = synth.draw(rng, 40, 56, 5, first_id=first_id, id_step=3)
@@ -105,104 +96,15 @@ def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
     assert any("not in the taxonomy" in w for w in orphan_row["warnings"]) is False  # id 5 has no pixels
     assert any("without an annotation (left out): 9" in w for w in orphan_row["warnings"])
 
-    # --- coco-instance, loaded with pycocotools; every mask decodes to the drawn mask
-    coco = COCO(str(out / "coco-instance.json"))
-    ann_ids = sorted(coco.anns)
-    assert ann_ids == list(range(1, len(ann_ids) + 1))
-    images = {img["file_name"]: img for img in coco.dataset["images"]}
-    expected_total = 0
-    for t in good:
-        img = images[os.path.splitext(t.name)[0] + ".jpg"]
-        assert (img["height"], img["width"]) == t.id_map.shape
-        anns = sorted(coco.imgToAnns[img["id"]], key=lambda a: a["id"])
-        expected = [a for a in t.annotations if (t.id_map == a["id"]).any()]
-        assert len(anns) == len(expected)
-        expected_total += len(expected)
-        for got, want in zip(anns, expected):
-            mask = t.id_map == want["id"]
-            assert got["category_id"] == want["category_id"]
-            assert np.array_equal(coco.annToMask(got).astype(bool), mask)
-            ys, xs = np.nonzero(mask)
-            assert got["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-            assert got["area"] == int(mask.sum()) and got["iscrowd"] == 0
-            ref = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            assert got["segmentation"]["counts"] == ref["counts"].decode()
-    assert len(ann_ids) == expected_total
-    # image ids follow release order among selected samples (SDK numbering)
-    assert [i["id"] for i in coco.dataset["images"]] == [1, 2, 3, 4, 5, 6, 7, 13]
-
-    # --- coco-panoptic: PNG colours <-> segments_info <-> drawn masks
-    pan = json.loads((out / "coco-panoptic.json").read_text())
-    assert {c["id"]: c["isthing"] for c in pan["categories"]} == {1: 1, 2: 1, 3: 1, 5: 0, 7: 0}
-    pan_by_image = {a["image_id"]: a for a in pan["annotations"]}
-    for t in good:
-        img = images[os.path.splitext(t.name)[0] + ".jpg"]
-        ann = pan_by_image[img["id"]]
-        rgb = read_png(str(out / "coco-panoptic" / ann["file_name"])).astype(np.uint32)
-        seg_ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-        ids = [s["id"] for s in ann["segments_info"]]
-        assert len(ids) == len(set(ids)) and 0 not in ids
-        covered = np.zeros(t.id_map.shape, bool)
-        for s in ann["segments_info"]:
-            members = [a["id"] for a in t.annotations if a["category_id"] == s["category_id"]]
-            if CATS[s["category_id"]]["has_instances"]:
-                members = [m for m in members if np.array_equal(seg_ids == s["id"], t.id_map == m)]
-                assert len(members) == 1
-            truth_mask = np.isin(t.id_map, members)
-            assert np.array_equal(seg_ids == s["id"], truth_mask)
-            ys, xs = np.nonzero(truth_mask)
-            assert s["area"] == int(truth_mask.sum()) and s["iscrowd"] == 0
-            assert s["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-            covered |= truth_mask
-        assert (seg_ids[~covered] == 0).all()
-        stuff = {s["category_id"] for s in ann["segments_info"] if not CATS[s["category_id"]]["has_instances"]}
-        assert len(stuff) == sum(1 for s in ann["segments_info"] if not CATS[s["category_id"]]["has_instances"])
-
-    # --- PNG formats: decoded pixels equal the drawn ids / categories / colours
-    for t in good:
-        stem = os.path.splitext(t.name)[0]
-        annotated = {a["id"]: a["category_id"] for a in t.annotations}
-        inst = read_png(str(out / "instance" / f"{stem}_label_ground-truth_instance.png"))
-        assert inst.dtype == np.uint16
-        expect_inst = np.where(np.isin(t.id_map, list(annotated)), t.id_map, 0)
-        assert np.array_equal(inst, expect_inst)
-        sem = read_png(str(out / "semantic" / f"{stem}_label_ground-truth_semantic.png"))
-        assert sem.dtype == np.uint8
-        expect_sem = np.zeros(t.id_map.shape, np.uint8)
-        for iid, cat in annotated.items():
-            expect_sem[t.id_map == iid] = cat
-        assert np.array_equal(sem, expect_sem)
-        sem_c = read_png(str(out / "semantic-color" / f"{stem}_label_ground-truth_semantic_colored.png"))
-        inst_c = read_png(str(out / "instance-color" / f"{stem}_label_ground-truth_instance_colored.png"))
-        for iid, cat in annotated.items():
-            m = t.id_map == iid
-            if m.any():
-                assert (sem_c[m] == _color(cat)).all()
-                assert (inst_c[m] == SPEC_COLORMAP[(iid - 1) % 36]).all()
-        assert (sem_c[expect_sem == 0] == 0).all() and (inst_c[expect_inst == 0] == 0).all()
-
-    # --- yolo: Ultralytics layout, 0-based classes in category order, boxes = drawn extents
-    data_yaml = (out / "data.yaml").read_text()
-    assert "names:" in data_yaml and '  0: "person"' in data_yaml and '  4: "road"' in data_yaml
-    for t in good:
-        stem = os.path.splitext(t.name)[0]
-        lines = (out / "labels" / f"{stem}.txt").read_text().splitlines()
-        expected = [a for a in t.annotations if (t.id_map == a["id"]).any()]
-        assert len(lines) == len(expected)
-        h, w = t.id_map.shape
-        for line, a in zip(lines, expected):
-            cls, xc, yc, bw, bh = line.split()
-            ys, xs = np.nonzero(t.id_map == a["id"])
-            assert int(cls) == POSITION[a["category_id"]]
-            assert abs(float(xc) - (xs.min() + xs.max() + 1) / 2 / w) < 1e-6
-            assert abs(float(yc) - (ys.min() + ys.max() + 1) / 2 / h) < 1e-6
-            assert abs(float(bw) - (xs.max() - xs.min() + 1) / w) < 1e-6
-            assert abs(float(bh) - (ys.max() - ys.min() + 1) / h) < 1e-6
-
-    # --- images: the original bytes, under the COCO file_name
-    for t in good:
-        copied = (out / "images" / (os.path.splitext(t.name)[0] + ".jpg")).read_bytes()
-        assert copied == open(os.path.join(root, t.image_file), "rb").read()
+    # --- every artifact of every exported sample equals what was drawn
+    assert verify_export(str(out), good, synth.CATEGORIES, image_sources=root) == []
+    coco = json.loads((out / "coco-instance.json").read_text())
+    # image ids follow release order among selected samples (SDK numbering, gaps kept)
+    assert [i["id"] for i in coco["images"]] == [1, 2, 3, 4, 5, 6, 7, 13]
+    assert coco["categories"] == synth.CATEGORIES  # passed through as in the release
+    stem = "sample_00000_label_ground-truth"
+    assert read_png(str(out / "instance" / f"{stem}_instance.png")).dtype == np.uint16
+    assert read_png(str(out / "semantic" / f"{stem}_semantic.png")).dtype == np.uint8
     # nothing left behind
     assert not [p for p in tree(str(out)) if ".tmp" in p]
 
@@ -235,3 +137,20 @@ def test_shard_size_does_not_change_the_documents(release, tmp_path):
     _export(release[0], tmp_path / "many", "--coco_shard_size", "2", "--formats", "coco-instance,coco-panoptic")
     for doc in ("coco-instance.json", "coco-panoptic.json"):
         assert (tmp_path / "one" / doc).read_bytes() == (tmp_path / "many" / doc).read_bytes()
+
+
+def test_the_ground_truth_check_catches_a_wrong_pixel_and_a_wrong_box(release, tmp_path):
+    """The oracle used above is not vacuous: it reports a one-pixel and a one-box error."""
+    path, root, truth = release
+    out = tmp_path / "out"
+    _export(path, out, "--images", "none")
+    good = _good(truth)
+    sem_path = out / "semantic" / "sample_00001_label_ground-truth_semantic.png"
+    sem = read_png(str(sem_path)).copy()
+    sem[0, 0] = 3 if sem[0, 0] != 3 else 1
+    sem_path.write_bytes(png_bytes(sem))
+    doc = json.loads((out / "coco-instance.json").read_text())
+    doc["annotations"][0]["bbox"][2] += 1
+    (out / "coco-instance.json").write_text(json.dumps(doc))
+    problems = verify_export(str(out), good, synth.CATEGORIES)
+    assert problems == ["sample_00000.jpg: bbox of 900", "sample_00001.jpg: semantic PNG"]

@@ -23,3 +23,13 @@ def test_formats_never_import_beam():
 def test_unit_tests_never_import_beam():
     for path in sorted((ROOT / "tests" / "unit").rglob("*.py")):
         assert not any(n.split(".")[0] == "apache_beam" for n in _imports(path)), path
+
+
+def test_importing_every_format_module_does_not_load_beam():
+    import subprocess
+    import sys
+
+    modules = sorted(p.stem for p in (ROOT / "transforms" / "formats").glob("*.py") if p.stem != "__init__")
+    code = ("import sys\n" + "".join(f"import transforms.formats.{m}\n" for m in modules)
+            + "sys.exit(1 if 'apache_beam' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

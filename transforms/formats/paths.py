@@ -9,8 +9,8 @@ Contract:
   * Stems are unique case-insensitively (macOS/Windows file systems): samples whose stems
     collide are ordered by index; the first keeps its stem, the others get `__{image_id}`
     (see `unique_stems`).
-    The collision group is keyed by the stem with any `__<digits>` suffix removed, so a
-    suffixed name can never collide with another sample's literal name.
+    The collision group is keyed by the stem with every trailing `__<digits>[_<digits>]`
+    removed, so a generated name and any literal name it could equal share one group.
   * Per-sample files (relative to OUT), with `{ls}` the labelset:
       images/{stem}{ext}                                   original image bytes
       coco-panoptic/{stem}_label_{ls}_coco-panoptic.png
@@ -31,8 +31,9 @@ import urllib.parse
 from collections.abc import Iterable
 
 _MAX_COMPONENT_BYTES = 120
-_FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
-_SUFFIX = re.compile(r"__\d+$")
+_FORBIDDEN = re.compile(r'[<>:"|?*\x00-\x1f\x7f-\x9f]')
+# Generated suffixes (`__{image_id}` and `__{image_id}_{k}`), possibly repeated.
+_SUFFIX = re.compile(r"(__\d+(_\d+)?)+$")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {
     f"lpt{i}" for i in range(10)
 }
@@ -128,9 +129,14 @@ def image_file_name(stem: str, ext: str) -> str:
     return f"{stem}{ext}"
 
 
+def safe_labelset(labelset: str) -> str:
+    """The labelset as one file-name component (it comes from the release file)."""
+    return _clean_component(re.sub(r"[\\/]", "_", labelset)) or "labelset"
+
+
 def sample_file(fmt: str, stem: str, labelset: str) -> str:
     folder, suffix = _PER_SAMPLE[fmt]
-    ls = _clean_component(labelset) or "labelset"
+    ls = safe_labelset(labelset)
     return f"{folder}/{stem}{suffix.format(ls=ls)}"
 
 

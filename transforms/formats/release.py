@@ -115,8 +115,10 @@ def scan_header(stream: IO[bytes]) -> dict[str, Any]:
     """Streams the whole file once; returns header values keyed by ijson prefix.
 
     Adds `"<array>.count"` for each samples array found. Raises `ReleaseError` for invalid
-    JSON (with the byte offset where the parser stopped) or a non-object top level.
+    or truncated JSON (naming the byte offset the parser had read up to) or a non-object top
+    level.
     """
+    stream = _CountingReader(stream)
     header: dict[str, Any] = {}
     builder = None
     depth = 0
@@ -155,14 +157,28 @@ def scan_header(stream: IO[bytes]) -> dict[str, Any]:
                 else:
                     header[prefix] = value
     except ijson.JSONError as e:
-        raise errors.ReleaseError(f"release file is not valid JSON: {_short(e)}") from None
-    if first:
-        raise errors.ReleaseError("release file is empty")
+        raise errors.ReleaseError(
+            f"release file is not valid JSON (error at or before byte {stream.count}):"
+            f" {_short(e)}") from None
     return header
 
 
+class _CountingReader:
+    """A binary stream wrapper counting the bytes handed to the parser."""
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream = stream
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.count += len(data)
+        return data
+
+
 def _short(e: Exception, limit: int = 200) -> str:
-    text = str(e).replace("\n", " ")
+    text = " ".join(str(e).split())  # yajl pads its message with a caret line
+    text = text.replace("(right here) ------^", "").strip()
     return text if len(text) <= limit else text[:limit] + "..."
 
 
