@@ -1,0 +1,75 @@
+"""Fetching assets and writing outputs: local, relative and http(s) URLs, redaction."""
+
+import os
+
+import pytest
+
+from benchmarks.server import StaticServer
+from transforms.formats import errors, storage
+
+
+def test_redact_drops_query_fragment_and_credentials():
+    url = "https://user:pw@bucket.s3.amazonaws.com:443/a/b.png?X-Amz-Signature=SECRET&t=1#frag"
+    red = storage.redact(url)
+    assert red == "https://bucket.s3.amazonaws.com:443/a/b.png?<redacted>"
+    assert "SECRET" not in red and "pw" not in red
+    assert storage.redact("labels/a.png") == "labels/a.png"
+
+
+def test_relative_urls_resolve_against_the_release(tmp_path):
+    assert storage.resolve("labels/a.png", "https://h/r/release.json") == "https://h/r/labels/a.png"
+    local = storage.resolve("labels/a.png", str(tmp_path / "release.json"))
+    assert local == str(tmp_path / "labels" / "a.png")
+    assert storage.resolve("gs://b/x.png", "https://h/r.json") == "gs://b/x.png"
+
+
+def test_fetcher_reads_local_and_http_and_reports_404_without_secrets(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"local bytes")
+    with StaticServer(str(tmp_path)) as server:
+        fetcher = storage.Fetcher(str(tmp_path / "release.json"), timeout=5, attempts=2)
+        assert fetcher.fetch("a.bin", "bitmap") == b"local bytes"
+        assert fetcher.fetch(server.url + "a.bin?sig=SECRET", "bitmap") == b"local bytes"
+        with pytest.raises(errors.FetchError) as e:
+            fetcher.fetch(server.url + "missing.png?sig=SECRET", "bitmap")
+        assert "HTTP 404" in e.value.reason and "SECRET" not in e.value.reason
+        with pytest.raises(errors.FetchError, match="file not found"):
+            fetcher.fetch("nope.png", "bitmap")
+        with pytest.raises(errors.FetchError, match="no URL"):
+            fetcher.fetch(None, "bitmap")
+        fetcher.close()
+
+
+def test_remote_release_may_not_read_local_files(tmp_path):
+    (tmp_path / "secret").write_bytes(b"x")
+    release = "http://127.0.0.1:9/r/release.json"  # loopback only; never fetched here
+    fetcher = storage.Fetcher(release)
+    with pytest.raises(errors.FetchError, match="local path refused"):
+        fetcher.fetch("file://" + str(tmp_path / "secret"), "image")
+    # An absolute path in a remote release is a path on the release's own host (RFC 3986).
+    assert storage.resolve("/secret", release) == "http://127.0.0.1:9/secret"
+
+
+def test_connection_refused_is_a_fetch_error_after_retries():
+    fetcher = storage.Fetcher("http://127.0.0.1:9/release.json", timeout=2, attempts=2)
+    with pytest.raises(errors.FetchError, match="after 2 attempts"):
+        fetcher.fetch("http://127.0.0.1:9/x.png", "bitmap")  # discard port: nothing listens
+
+
+def test_write_bytes_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    path = str(tmp_path / "deep" / "dir" / "f.bin")
+    storage.write_bytes(path, b"one")
+    storage.write_bytes(path, b"two")
+    assert open(path, "rb").read() == b"two"
+    assert os.listdir(tmp_path / "deep" / "dir") == ["f.bin"]
+    with storage.open_atomic(str(tmp_path / "doc.json")) as f:
+        f.write(b"{}")
+    assert sorted(os.listdir(tmp_path)) == ["deep", "doc.json"]
+
+
+def test_gzipped_release_is_decompressed(tmp_path):
+    import gzip
+
+    path = tmp_path / "r.json.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}'))
+    with storage.open_release(str(path)) as f:
+        assert f.read() == b'{"a": 1}'
