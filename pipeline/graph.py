@@ -27,8 +27,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
           formats: tuple[str, ...]) -> dict[str, Any]:
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
-                              instance_png=cfg.instance_png,
-                              png_compress_level=cfg.png_compress_level)
+                              instance_png=cfg.instance_png)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
                     http_attempts=cfg.http_attempts)

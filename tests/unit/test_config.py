@@ -91,7 +91,6 @@ filter_by: [labeled, Reviewed]
 images: none
 id_increment: 1
 instance_png: rgb24
-png_compress_level: 3
 coco_shard_size: 50
 manifest_rows_per_shard: 10
 http_timeout: 12.5
@@ -107,7 +106,6 @@ http_attempts: 2
     assert cfg.images == "none"
     assert cfg.id_increment == 1
     assert cfg.instance_png == "rgb24"
-    assert cfg.png_compress_level == 3
     assert cfg.coco_shard_size == 50
     assert cfg.manifest_rows_per_shard == 10
     assert cfg.http_timeout == 12.5
@@ -261,19 +259,13 @@ def test_positive_integers(name, value):
     assert name in config_error(**{name: value})
 
 
-@pytest.mark.parametrize("value", [-1, 10])
-def test_png_compress_level_range(tmp_path, value):
-    path = yaml_file(tmp_path, f"png_compress_level: {value}\n")
-    assert "png_compress_level" in config_error(config=path)
-
-
 @pytest.mark.parametrize("value", [0, -2.5])
 def test_http_timeout_positive(value):
     assert "http_timeout" in config_error(http_timeout=value)
 
 
 @pytest.mark.parametrize(
-    "setting", ["http_timeout: fast", "png_compress_level: high", "coco_shard_size: many"]
+    "setting", ["http_timeout: fast", "id_increment: high", "coco_shard_size: many"]
 )
 def test_wrongly_typed_yaml_values_are_config_errors(tmp_path, setting):
     # "validated up front": a bad YAML value is a ConfigError naming the setting, not a

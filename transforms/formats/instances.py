@@ -128,7 +128,7 @@ def compact_labels(id_map: np.ndarray, ids: np.ndarray) -> np.ndarray:
     if top < (1 << 22):  # dense table: one gather, at most 16 MB
         lut = np.zeros(top + 1, dtype)
         lut[ids] = np.arange(1, k + 1, dtype=dtype)
-        return lut[id_map]
+        return np.take(lut, id_map)
     pos = np.searchsorted(ids, id_map)
     pos = np.minimum(pos, k - 1)
     hit = ids[pos] == id_map

@@ -34,7 +34,8 @@ import numpy as np
 
 from transforms.formats import errors, paths
 from transforms.formats.instances import InstanceTable, compact_labels, instance_table
-from transforms.formats.png import encode_png
+from transforms.formats.bitmap import id_to_rgb
+from transforms.formats.png import RowChanges, encode_lut_png
 from transforms.formats.taxonomy import COLORMAP, Taxonomy, rgb_id
 from transforms.formats.types import Sample
 
@@ -52,7 +53,6 @@ class ExportSettings:
     labelset: str
     taxonomy: Taxonomy
     instance_png: str = "gray16"  # gray16 | rgb24
-    png_compress_level: int = 6
 
 
 @dataclasses.dataclass
@@ -115,7 +115,9 @@ def export_sample(
         out.coco_annotations = [_coco_annotation(sample, ann, table, row) for ann, row in exported]
 
     pictures = formats & {"coco-panoptic", "instance", "semantic", "instance-color", "semantic-color"}
-    compact = compact_labels(id_map, table.ids) if pictures else None
+    # Every picture is a small table looked up at each pixel of one label map; the PNG
+    # writer needs only where labels change between rows, computed once for all pictures.
+    changes = RowChanges(compact_labels(id_map, table.ids)) if pictures else None
     n = len(table) + 1
     ids = np.zeros(n, np.int64)
     cats = np.zeros(n, np.int64)
@@ -125,37 +127,35 @@ def export_sample(
         cats[row + 1] = ann.category_id
         is_exported[row + 1] = True
 
-    def emit(fmt: str, pixels: np.ndarray) -> None:
+    def emit(fmt: str, lut: np.ndarray) -> None:
         rel = paths.sample_file(fmt, sample.stem, settings.labelset)
-        out.files.append((rel, encode_png(pixels, settings.png_compress_level)))
+        out.files.append((rel, encode_lut_png(changes, lut)))
         out.artifacts.append((fmt, rel))
 
     if "instance" in formats:
-        emit("instance", _instance_pixels(compact, ids, settings.instance_png, sample))
+        emit("instance", _instance_lut(ids, settings.instance_png))
     if "semantic" in formats:
         lut = np.zeros(n, tax.semantic_dtype)
         lut[is_exported] = [tax.semantic_value(int(c)) for c in cats[is_exported]]
-        emit("semantic", lut[compact])
+        emit("semantic", lut)
     if "instance-color" in formats:
         lut = np.zeros((n, 3), np.uint8)
         for r in np.flatnonzero(is_exported):
             lut[r] = COLORMAP[(int(ids[r]) - 1) % len(COLORMAP)]
-        emit("instance-color", lut[compact])
+        emit("instance-color", lut)
     if "semantic-color" in formats:
         lut = np.zeros((n, 3), np.uint8)
         for r in np.flatnonzero(is_exported):
             lut[r] = tax.color(int(cats[r]))
-        emit("semantic-color", lut[compact])
+        emit("semantic-color", lut)
     if "coco-panoptic" in formats:
         segments, colors = _panoptic_segments(exported, table, tax)
         lut = np.zeros((n, 3), np.uint8)
         for row, color in colors.items():
             lut[row + 1] = color
-        rel = paths.sample_file("coco-panoptic", sample.stem, settings.labelset)
-        out.files.append((rel, encode_png(lut[compact], settings.png_compress_level)))
-        out.artifacts.append(("coco-panoptic", rel))
+        emit("coco-panoptic", lut)
         out.panoptic_annotation = dumps(
-            {"image_id": sample.image_id, "file_name": rel.split("/", 1)[1],
+            {"image_id": sample.image_id, "file_name": out.artifacts[-1][1].split("/", 1)[1],
              "segments_info": segments}
         )
     if "yolo" in formats:
@@ -186,18 +186,16 @@ def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int) -> str
     return dumps(body)
 
 
-def _instance_pixels(compact, ids, mode: str, sample: Sample) -> np.ndarray:
+def _instance_lut(ids: np.ndarray, mode: str) -> np.ndarray:
     top = int(ids.max()) if ids.size else 0
     if mode == "rgb24":
-        from transforms.formats.bitmap import id_to_rgb
-
-        return id_to_rgb(ids.astype(np.uint32))[compact]
+        return id_to_rgb(ids.astype(np.uint32))
     if top > 0xFFFF:
         raise errors.FormatError(
             f"instance id {top} is above 65535 and does not fit a 16-bit instance PNG "
             "(rerun with --instance_png rgb24 to write 24-bit ids as RGB)"
         )
-    return ids.astype(np.uint16)[compact]
+    return ids.astype(np.uint16)
 
 
 def _offset(category_id: int, k: int) -> tuple[int, int, int]:
