@@ -21,7 +21,7 @@ def test_spec_example_rle():
     id_map[0:2, 0:3] = 5
     t = instance_table(id_map)
     assert t.ids.tolist() == [5]
-    assert t.rle_counts(0) == [0, 2, 6, 2, 6, 2, 78]
+    assert t.rle_counts(0).tolist() == [0, 2, 6, 2, 6, 2, 78]
     assert t.rle(0) == {"size": [8, 12], "counts": "026000X2"}
     assert t.bbox_xywh(0) == [0, 0, 3, 2] and t.area[0] == 6
 

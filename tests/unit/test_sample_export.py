@@ -194,3 +194,17 @@ def test_yolo_lines_are_normalised_boxes_with_zero_based_classes():
     out = _export(id_map, _sample([(1, 5)]), ["yolo"])
     # category 5 is the third category -> class 2; box centre (7, 4), size 6 x 4
     assert _files(out)["labels"] == b"2 0.350000 0.400000 0.300000 0.400000\n"
+
+
+def test_annotation_text_is_the_canonical_json_of_its_fields():
+    id_map = np.zeros((6, 9), np.uint32)
+    id_map[1:4, 2:7] = 3
+    sample = Sample(index=4, position=4, uuid="u", name="x.jpg", image_url=None, label_status="LABELED",
+                    annotations=(Annotation(3, 1, (("occluded", True), ("note", 'a "q" \\ é')),),),
+                    bitmap_url="b", stem="x")
+    out = _export(id_map, sample, ["coco-instance"])
+    text = out.coco_annotations[0]
+    parsed = json.loads(text)
+    assert text == json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+    assert parsed["attributes"] == {"occluded": True, "note": 'a "q" \\ é'}
+    assert parsed["image_id"] == 5 and parsed["bbox"] == [2, 1, 5, 3] and parsed["area"] == 15

@@ -16,6 +16,8 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -47,24 +49,38 @@ class InstanceTable:
         x0, y0 = int(self.x0[k]), int(self.y0[k])
         return [x0, y0, int(self.x1[k]) - x0 + 1, int(self.y1[k]) - y0 + 1]
 
-    def rle_counts(self, k: int) -> list[int]:
+    @functools.cached_property
+    def _gaps_and_lengths(self) -> np.ndarray:
+        """All runs' (zeros before, ones) pairs, interleaved, grouped by id (one pass)."""
+        starts, ends = self._run_start, self._run_end
+        prev_end = np.empty_like(ends)
+        prev_end[:1] = 0
+        prev_end[1:] = ends[:-1]
+        prev_end[self._run_first[:-1]] = 0  # an id's first run counts zeros from pixel 0
+        pairs = np.empty(2 * starts.size, np.uint32)
+        pairs[0::2] = starts - prev_end
+        pairs[1::2] = ends - starts
+        return pairs
+
+    def rle_counts(self, k: int) -> np.ndarray:
         """Uncompressed COCO RLE counts of instance row k (starts with a run of zeros)."""
         lo, hi = int(self._run_first[k]), int(self._run_first[k + 1])
-        starts, ends = self._run_start[lo:hi], self._run_end[lo:hi]
-        counts = np.empty(2 * starts.size + 1, np.int64)
-        counts[0] = starts[0]
-        counts[1::2] = ends - starts
-        counts[2:-1:2] = starts[1:] - ends[:-1]
-        counts[-1] = self.height * self.width - ends[-1]
-        if counts[-1] == 0:
-            counts = counts[:-1]
-        return counts.tolist()
+        counts = self._gaps_and_lengths[2 * lo:2 * hi]
+        tail = self.height * self.width - int(self._run_end[hi - 1])
+        return np.append(counts, np.uint32(tail)) if tail else counts
+
+    def rles(self, rows: Sequence[int]) -> list[dict[str, object]]:
+        """Compressed RLEs {"size": [H, W], "counts": str} of several rows, one C call."""
+        if not rows:
+            return []
+        h, w = self.height, self.width
+        encoded = mask_utils.frPyObjects(
+            [{"size": [h, w], "counts": self.rle_counts(k)} for k in rows], h, w)
+        return [{"size": [h, w], "counts": e["counts"].decode("ascii")} for e in encoded]
 
     def rle(self, k: int) -> dict[str, object]:
         """Compressed RLE {"size": [H, W], "counts": str} of instance row k."""
-        h, w = self.height, self.width
-        encoded = mask_utils.frPyObjects({"size": [h, w], "counts": self.rle_counts(k)}, h, w)
-        return {"size": [h, w], "counts": encoded["counts"].decode("ascii")}
+        return self.rles([k])[0]
 
 
 def instance_table(id_map: np.ndarray) -> InstanceTable:

@@ -92,11 +92,12 @@ class RowChanges:
             raise ValueError(f"label map must be 2-D and non-empty, got shape {labels.shape}")
         self.labels = labels
         height, width = labels.shape
-        flat = np.flatnonzero(labels[1:] != labels[:-1])
-        self.rows, self.cols = np.divmod(flat, width)
+        above = np.flatnonzero(labels[1:] != labels[:-1])  # row-major index of the pixel above
+        flat = labels.reshape(-1)
+        self.current = flat[above + width]
+        self.above = flat[above]
+        self.rows, self.cols = np.divmod(above, width)
         self.rows += 1
-        self.current = labels[self.rows, self.cols]
-        self.above = labels[self.rows - 1, self.cols]
 
 
 def encode_lut_png(changes: RowChanges, lut: np.ndarray) -> bytes:
@@ -109,9 +110,10 @@ def encode_lut_png(changes: RowChanges, lut: np.ndarray) -> bytes:
     raw = np.zeros((height, width * bpp + 1), np.uint8)
     raw[:, 0] = 2  # filter type Up
     raw[0, 1:] = np.take(table, labels[0], axis=0).reshape(-1)
-    pixels = raw[:, 1:].reshape(height, width, bpp)
+    pixels = raw[:, 1:].reshape(height, width, bpp)  # a view: each raw row is contiguous
     # Up filter: byte - byte above (mod 256); zero wherever the label did not change.
-    pixels[changes.rows, changes.cols] = table[changes.current] - table[changes.above]
+    pixels[changes.rows, changes.cols] = np.take(table, changes.current, axis=0) - np.take(
+        table, changes.above, axis=0)
     return _png(raw, width, height, depth, color)
 
 
