@@ -40,7 +40,12 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # DataflowRunner refuses to load without the [gcp] extra.
     "gcp": ["apache-beam[gcp]>=2.77.0,<2.78"],
+    # Readers `python -m pipeline.validate` also uses when present (the test suite needs
+    # them): faster-coco-eval's stricter RLE decoder, hotcoco's panoptic quality (PQ).
+    "validate": ["faster-coco-eval>=1.6,<2", "hotcoco>=1.2,<2"],
     "test": [
+        "faster-coco-eval>=1.6,<2",
+        "hotcoco>=1.2,<2",
         "pytest>=8,<10",
         # Per-test timeout: a hang (network, runner) fails the test instead of CI.
         "pytest-timeout>=2.3,<3",

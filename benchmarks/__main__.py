@@ -113,16 +113,22 @@ def main(argv=None) -> None:
     ap.add_argument("--verify", action="store_true",
                     help="check every artifact against the drawn ground truth")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "segments-bench"))
+    ap.add_argument("--sdk_python", default=None,
+                    help="python of an environment with segments-ai installed: time the SDK on "
+                         "the same release and print the ratios")
     ap.add_argument("pipeline_args", nargs="*", help="extra flags for the pipeline (after --)")
     args = ap.parse_args(argv)
 
     root = _release_dir(args)
     out = os.path.join(args.workdir, "out")
-    results = []
+    results, sdk_runs = [], []
     with StaticServer(root) as server:
         for _ in range(args.runs):
             results.append(_export(server.url + "release.json", out, args.formats,
                                    ["--images", args.images, *args.pipeline_args]))
+        if args.sdk_python:
+            for _ in range(args.runs):
+                sdk_runs.append(_run_sdk(args.sdk_python, root, server.url, args))
     wall = statistics.median(r["wall_s"] for r in results)
     report = {
         "samples": args.samples,
@@ -142,6 +148,8 @@ def main(argv=None) -> None:
     if args.profile_samples:
         report["cpu_ms_per_sample"] = {k: round(v, 1) for k, v in
                                        _cpu_breakdown(root, min(args.profile_samples, args.samples)).items()}
+    if sdk_runs:
+        report["sdk"] = _sdk_report(sdk_runs, report, args)
     if args.verify:
         from benchmarks.verify import verify_export
 
@@ -152,6 +160,55 @@ def main(argv=None) -> None:
     print(json.dumps(report, indent=2))
     if args.verify and problems:
         sys.exit(1)
+
+
+SDK_FORMATS = ("coco-instance", "coco-panoptic", "instance", "semantic", "instance-color",
+               "semantic-color")  # the SDK has no yolo for segmentation releases
+
+
+def _run_sdk(sdk_python: str, root: str, base_url: str, args) -> dict:
+    """One SDK run on the same files, served by the same server (absolute URLs)."""
+    release = json.load(open(os.path.join(root, "release.json"), encoding="utf-8"))
+    for s in release["dataset"]["samples"]:
+        s["attributes"]["image"]["url"] = base_url + s["attributes"]["image"]["url"]
+        label = s["labels"]["ground-truth"]["attributes"]
+        label["segmentation_bitmap"]["url"] = base_url + label["segmentation_bitmap"]["url"]
+    work = os.path.join(args.workdir, "sdk")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    path = os.path.join(work, "release.json")
+    json.dump(release, open(path, "w", encoding="utf-8"))
+    formats = [f for f in (args.formats.split(",") if args.formats else SDK_FORMATS)
+               if f in SDK_FORMATS]
+    runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sdk_runner.py")
+    proc = subprocess.run([sdk_python, runner, path, os.path.join(work, "out"),
+                           os.path.join(work, "cache"), ",".join(formats)],
+                          capture_output=True, text=True, cwd=work)
+    if proc.returncode != 0:
+        sys.exit(f"SDK run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _sdk_report(runs: list[dict], ours: dict, args) -> dict:
+    n = runs[0]["samples"]
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+    wall = med([r["load"]["wall_s"] + sum(f["wall_s"] for f in r["formats"].values()) for r in runs])
+    per_format = {f: round(1000 * med([r["formats"][f]["cpu_s"] for r in runs]) / n, 1)
+                  for f in runs[0]["formats"]}
+    load_ms = round(1000 * med([r["load"]["cpu_s"] for r in runs]) / n, 1)
+    out = {
+        "version_note": "segments-ai run in its own environment on the same served files",
+        "samples_per_s": round(n / wall, 2),
+        "cpu_ms_per_sample": {"load (download + decode)": load_ms, **per_format,
+                              "total": round(load_ms + sum(per_format.values()), 1)},
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+        "crashed": runs[0]["crashed"],  # formats the SDK could not export (not in its total)
+    }
+    out["ratio_samples_per_s"] = round(ours["samples_per_s"] / out["samples_per_s"], 1)
+    if "cpu_ms_per_sample" in ours:
+        ours_total = ours["cpu_ms_per_sample"]["all formats"] + ours["cpu_ms_per_sample"]["decode"]
+        out["ratio_cpu_per_sample"] = round(out["cpu_ms_per_sample"]["total"] / ours_total, 1)
+    return out
 
 
 def _truth(root: str, args):

@@ -58,5 +58,8 @@ class ExportOptions(PipelineOptions):
                        help="Rows per manifest Parquet file (default 100000).")
         g.add_argument("--http_timeout", type=float, default=None,
                        help="Seconds per HTTP request (default 30).")
+        g.add_argument("--validate", action="store_true", default=False,
+                       help="After the export, re-open every output with the readers users load "
+                            "it with (python -m pipeline.validate) and exit 1 on any problem.")
         g.add_argument("--http_attempts", type=int, default=None,
                        help="Attempts per HTTP fetch, retrying 429/5xx/resets (default 5).")

@@ -83,6 +83,8 @@ def prepare(argv: Sequence[str] | None = None):
         raise errors.ReleaseError(
             f"--formats: {', '.join(unsupported)} not available for task type {info.task_type} "
             f"(available: {', '.join(info.formats)})")
+    if flags.get("validate") and storage.scheme(cfg.output):
+        raise config_mod.ConfigError("--validate: only local output folders can be validated")
     return options, cfg, info, tuple(formats), argv
 
 
@@ -112,6 +114,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         counts.get("samples_failed", 0), counts.get("samples_skipped", 0), rate,
         storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
+    if options.view_as(ExportOptions).validate:
+        from pipeline import validate
+
+        report = validate.validate(cfg.output)
+        validate.print_report(report)
+        counts["validation_problems"] = sum(len(p) for p in report.problems.values())
     return counts
 
 
@@ -137,12 +145,14 @@ def _configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     _configure_logging()
     try:
-        run(argv)
+        counts = run(argv)
     except ValueError as e:  # ReleaseError, ConfigError: bad input, nothing was written
         if isinstance(e, (errors.ReleaseError, config_mod.ConfigError)):
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         raise
+    if counts.get("validation_problems"):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,11 @@ def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
     coco = json.loads((out / "coco-instance.json").read_text())
     # image ids follow release order among selected samples (SDK numbering, gaps kept)
     assert [i["id"] for i in coco["images"]] == [1, 2, 3, 4, 5, 6, 7, 13]
-    assert coco["categories"] == synth.CATEGORIES  # passed through as in the release
+    # The SDK's category objects: id, name, color (or null), attributes (or null), then the
+    # release's other keys.
+    assert coco["categories"] == [
+        {"id": c["id"], "name": c["name"], "color": c.get("color"), "attributes": None,
+         "has_instances": c["has_instances"]} for c in synth.CATEGORIES]
     stem = "sample_00000_label_ground-truth"
     assert read_png(str(out / "instance" / f"{stem}_instance.png")).dtype == np.uint16
     assert read_png(str(out / "semantic" / f"{stem}_semantic.png")).dtype == np.uint8

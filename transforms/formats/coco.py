@@ -14,11 +14,13 @@ Contract:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO
 
 from transforms.formats.sample_export import dumps
 from transforms.formats.taxonomy import Taxonomy
+from transforms.formats.types import Category
 
 DEFAULT_SHARD_SIZE = 1000
 _BUFFER = 1 << 20
@@ -28,10 +30,24 @@ def info(release_name: str, dataset_name: str) -> dict:
     return {"description": dataset_name, "version": release_name}
 
 
+def instance_category(category: Category) -> dict:
+    """The SDK's category object: id, name, color (ints, or null), attributes (or null),
+    then every other key of the release's category in its original order."""
+    raw = category.raw_dict()
+    color = raw.get("color")
+    out = {
+        "id": category.id,
+        "name": category.name,
+        "color": None if color is None else [int(math.floor(v + 0.5)) for v in color],
+        "attributes": raw.get("attributes"),
+    }
+    out.update((k, v) for k, v in raw.items() if k not in out)
+    return out
+
+
 def instance_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
-    """Categories are the release's own objects, passed through with their keys in order."""
     return {"info": info(release_name, dataset_name),
-            "categories": [c.raw_dict() for c in taxonomy.categories]}
+            "categories": [instance_category(c) for c in taxonomy.categories]}
 
 
 def panoptic_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:

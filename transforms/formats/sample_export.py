@@ -156,9 +156,9 @@ def export_sample(
         for row, color in colors.items():
             lut[row + 1] = color
         emit("coco-panoptic", lut)
-        out.panoptic_annotation = dumps(
-            {"image_id": sample.image_id, "file_name": out.artifacts[-1][1].split("/", 1)[1],
-             "segments_info": segments}
+        out.panoptic_annotation = dumps(  # the SDK's key order
+            {"segments_info": segments, "file_name": out.artifacts[-1][1].split("/", 1)[1],
+             "image_id": sample.image_id}
         )
     if "yolo" in formats:
         lines = []
@@ -242,8 +242,8 @@ def _panoptic_segments(exported, table: InstanceTable, tax: Taxonomy):
             colors[row] = color
             seg = stuff_segment.get(cat.id)
             if seg is None:
-                seg = {"id": rgb_id(color), "category_id": cat.id, "iscrowd": 0,
-                       "bbox": [x0, y0, x1, y1], "area": area}
+                seg = {"id": rgb_id(color), "category_id": cat.id, "bbox": [x0, y0, x1, y1],
+                       "area": area, "iscrowd": 0}
                 stuff_segment[cat.id] = seg
                 segments.append(seg)
             else:
@@ -255,8 +255,8 @@ def _panoptic_segments(exported, table: InstanceTable, tax: Taxonomy):
         cursor[cat.id] = k + 1
         used.add(rgb_id(color))
         colors[row] = color
-        segments.append({"id": rgb_id(color), "category_id": cat.id, "iscrowd": 0,
-                         "bbox": [x0, y0, x1, y1], "area": area})
+        segments.append({"id": rgb_id(color), "category_id": cat.id,
+                         "bbox": [x0, y0, x1, y1], "area": area, "iscrowd": 0})
     for seg in segments:  # inclusive extents -> COCO [x, y, w, h]
         x0, y0, x1, y1 = seg["bbox"]
         seg["bbox"] = [x0, y0, x1 - x0 + 1, y1 - y0 + 1]

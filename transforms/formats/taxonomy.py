@@ -83,7 +83,7 @@ class Taxonomy:
         out = []
         for c in self.categories:
             color = self._stuff[c.id] if not c.has_instances else self.color(c.id)
-            out.append({"id": c.id, "name": c.name, "color": list(color),
+            out.append({"id": c.id, "name": c.name, "color": list(color), "attributes": None,
                         "isthing": int(c.has_instances)})
         return out
 

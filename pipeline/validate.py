@@ -1,0 +1,356 @@
+"""Re-open an export with the readers users load it with and print a verdict per format.
+
+    python -m pipeline.validate OUT [--eval_images N]
+    python -m pipeline --validate ...        (validates right after the export)
+
+Exit code 0 when every format present passes, 1 otherwise. Checks:
+  * manifest + failures.jsonl: readable, every artifact listed exists, failed rows and the
+    failure report agree;
+  * coco-instance: loads in pycocotools; ids unique and dense from 1; every annotation's
+    mask decodes to `area` pixels within `bbox`; categories and images referenced exist;
+    COCOeval of the file against itself gives AP = 1.0 for bbox and segm; with
+    faster-coco-eval installed, its (stricter) RLE decoder must agree on every mask;
+  * coco-panoptic: every PNG decodes, its colours are exactly the segment ids of its
+    `segments_info` (id != 0, unique), areas and boxes match the pixels, one segment per
+    stuff category; with hotcoco installed, PQ of the file against itself is 100;
+  * yolo: data.yaml lists classes 0..N-1, every label line is `class xc yc w h` with a known
+    class and coordinates in [0, 1];
+  * PNG formats: every file decodes with the documented mode and the image's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable
+
+import numpy as np
+
+from transforms.formats import paths
+
+_MODES = {
+    "instance": ("I;16", "RGB"),  # gray16, or rgb24
+    "semantic": ("L", "I;16"),
+    "instance-color": ("RGB",),
+    "semantic-color": ("RGB",),
+}
+
+
+class Report:
+    def __init__(self):
+        self.problems: dict[str, list[str]] = {}
+        self.summary: dict[str, str] = {}
+
+    def fail(self, fmt: str, what: str) -> None:
+        problems = self.problems.setdefault(fmt, [])
+        if len(problems) < 50:
+            problems.append(what)
+        elif len(problems) == 50:
+            problems.append("... (more problems not listed)")
+
+    @property
+    def ok(self) -> bool:
+        return not any(self.problems.values())
+
+
+def _png(path: str):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        return img.mode, np.asarray(img)
+
+
+def _extent(mask: np.ndarray) -> list[int]:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _quiet(fn, *args, **kwargs):
+    """pycocotools prints progress to stdout; keep the verdict readable."""
+    import contextlib
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def check_manifest(out: str, report: Report) -> dict:
+    import pyarrow.parquet as pq
+
+    folder = os.path.join(out, paths.MANIFEST_DIR)
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".parquet")) if os.path.isdir(folder) else []
+    if not files:
+        report.fail("manifest", "no manifest/*.parquet")
+        return {}
+    rows = []
+    for f in files:
+        rows += pq.read_table(os.path.join(folder, f)).to_pylist()
+    positions = [r["position"] for r in rows]
+    if positions != list(range(len(rows))):
+        report.fail("manifest", "positions are not 0..N-1 in order across shards")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        if r["status"] not in ("exported", "failed", "skipped"):
+            report.fail("manifest", f"row {r['position']}: unknown status {r['status']!r}")
+        for key, value in r.items():
+            if key.endswith("_path") and value and not os.path.exists(os.path.join(out, value)):
+                report.fail("manifest", f"row {r['position']}: {key} {value} does not exist")
+    failures_path = os.path.join(out, paths.FAILURES)
+    if os.path.exists(failures_path):
+        with open(failures_path, encoding="utf-8") as f:
+            failed = [json.loads(line)["position"] for line in f if line.strip()]
+        if failed != [r["position"] for r in rows if r["status"] == "failed"]:
+            report.fail("manifest", "failures.jsonl does not list exactly the failed rows")
+    else:
+        report.fail("manifest", "failures.jsonl is missing")
+    report.summary["manifest"] = (f"{len(rows)} samples: " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in ("exported", "failed", "skipped")))
+    return {"rows": rows}
+
+
+def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int, tuple[int, int]]:
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    fmt = "coco-instance"
+    path = os.path.join(out, paths.COCO_INSTANCE_JSON)
+    try:
+        coco = _quiet(COCO, path)
+    except Exception as e:  # any reader failure is the verdict
+        report.fail(fmt, f"pycocotools cannot load it: {type(e).__name__}: {e}")
+        return {}
+    sizes = {img["id"]: (img["height"], img["width"]) for img in coco.dataset["images"]}
+    if len(sizes) != len(coco.dataset["images"]):
+        report.fail(fmt, "image ids are not unique")
+    ann_ids = [a["id"] for a in coco.dataset["annotations"]]
+    if sorted(ann_ids) != list(range(1, len(ann_ids) + 1)):
+        report.fail(fmt, "annotation ids are not unique and dense from 1")
+    cat_ids = {c["id"] for c in coco.dataset["categories"]}
+    strict = _faster_coco_eval_mask()
+    for a in coco.dataset["annotations"]:
+        where = f"annotation {a['id']}"
+        if a["image_id"] not in sizes:
+            report.fail(fmt, f"{where}: unknown image_id {a['image_id']}")
+            continue
+        if a["category_id"] not in cat_ids:
+            report.fail(fmt, f"{where}: unknown category_id {a['category_id']}")
+        seg = a.get("segmentation")
+        if not isinstance(seg, dict) or seg.get("size") != list(sizes[a["image_id"]]):
+            report.fail(fmt, f"{where}: RLE size differs from the image size")
+            continue
+        try:
+            mask = mask_utils.decode(seg).astype(bool)
+        except (ValueError, TypeError) as e:
+            report.fail(fmt, f"{where}: pycocotools cannot decode its RLE: {e}")
+            continue
+        if not mask.any():
+            report.fail(fmt, f"{where}: empty mask")
+            continue
+        if int(mask.sum()) != a["area"] or _extent(mask) != a["bbox"] or a.get("iscrowd") != 0:
+            report.fail(fmt, f"{where}: area/bbox/iscrowd do not match its mask")
+        if strict is not None:
+            try:
+                same = np.array_equal(strict.decode(seg).astype(bool), mask)
+            except ValueError as e:  # pycocotools silently accepts some broken RLE
+                report.fail(fmt, f"{where}: faster-coco-eval rejects its RLE: {e}")
+                continue
+            if not same:
+                report.fail(fmt, f"{where}: faster-coco-eval decodes a different mask")
+    ap = {}
+    if coco.dataset["annotations"] and not report.problems.get(fmt):
+        image_ids = sorted(sizes)[:eval_images]
+        dets = [dict(a, score=1.0) for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
+        results = _quiet(coco.loadRes, dets)
+        for iou in ("bbox", "segm"):
+            ev = COCOeval(coco, results, iou)
+            ev.params.imgIds = image_ids
+            _quiet(ev.evaluate)
+            _quiet(ev.accumulate)
+            _quiet(ev.summarize)
+            ap[iou] = float(ev.stats[0])
+            if abs(ap[iou] - 1.0) > 1e-9:
+                report.fail(fmt, f"COCOeval of the file against itself: AP {iou} = {ap[iou]:.4f}, not 1.0")
+    report.summary[fmt] = (
+        f"{len(sizes)} images, {len(ann_ids)} annotations"
+        + (f", self-AP bbox {ap['bbox']:.3f} segm {ap['segm']:.3f}" if ap else "")
+        + (", RLE checked with faster-coco-eval" if strict is not None else ""))
+    return sizes
+
+
+def _faster_coco_eval_mask():
+    try:
+        from faster_coco_eval.core import mask as strict_mask
+    except ImportError:
+        return None
+    return strict_mask
+
+
+def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
+    fmt = "coco-panoptic"
+    path = os.path.join(out, paths.COCO_PANOPTIC_JSON)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        report.fail(fmt, f"cannot load it: {e}")
+        return {}
+    sizes = {img["id"]: (img["height"], img["width"]) for img in doc["images"]}
+    cats = {c["id"]: c for c in doc["categories"]}
+    segments = 0
+    for ann in doc["annotations"]:
+        where = f"image {ann['image_id']}"
+        png_path = os.path.join(os.path.splitext(path)[0], ann["file_name"])
+        try:
+            mode, rgb = _png(png_path)
+        except OSError as e:
+            report.fail(fmt, f"{where}: PNG unreadable: {e}")
+            continue
+        if mode != "RGB" or rgb.shape[:2] != sizes.get(ann["image_id"]):
+            report.fail(fmt, f"{where}: PNG is {mode} {rgb.shape[:2]}, want RGB {sizes.get(ann['image_id'])}")
+            continue
+        rgb = rgb.astype(np.uint32)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        present = set(np.unique(ids).tolist()) - {0}
+        infos = ann["segments_info"]
+        seg_ids = [s["id"] for s in infos]
+        if len(set(seg_ids)) != len(seg_ids) or 0 in seg_ids:
+            report.fail(fmt, f"{where}: segment ids not unique or 0")
+        if present != set(seg_ids):
+            report.fail(fmt, f"{where}: PNG colours and segments_info ids differ")
+        stuff = [s["category_id"] for s in infos if not cats.get(s["category_id"], {}).get("isthing")]
+        if len(stuff) != len(set(stuff)):
+            report.fail(fmt, f"{where}: a stuff category has several segments")
+        for s in infos:
+            segments += 1
+            if s["category_id"] not in cats:
+                report.fail(fmt, f"{where}: segment {s['id']} has unknown category {s['category_id']}")
+            mask = ids == s["id"]
+            if mask.any() and (int(mask.sum()) != s["area"] or _extent(mask) != s["bbox"]
+                               or s.get("iscrowd") != 0):
+                report.fail(fmt, f"{where}: segment {s['id']} area/bbox/iscrowd do not match its pixels")
+    try:
+        pq = _hotcoco_pq(path) if not report.problems.get(fmt) else None
+    except (ValueError, RuntimeError, KeyError) as e:  # hotcoco refuses inconsistent files
+        report.fail(fmt, f"hotcoco cannot evaluate it: {e}")
+        pq = None
+    if pq is not None and abs(pq - 1.0) > 1e-9:
+        report.fail(fmt, f"hotcoco PQ of the file against itself = {100 * pq:.2f}, not 100")
+    report.summary[fmt] = (f"{len(doc['annotations'])} images, {segments} segments"
+                           + (f", hotcoco self-PQ {100 * pq:.1f}" if pq is not None else ""))
+    return sizes
+
+
+def _hotcoco_pq(path: str) -> float | None:
+    try:
+        from hotcoco.panoptic import pq_compute
+    except ImportError:
+        return None
+    with open(path, encoding="utf-8") as f:
+        if not any(a["segments_info"] for a in json.load(f)["annotations"]):
+            return None  # PQ is undefined without segments
+    result = _quiet(pq_compute, path, path)
+    return float(result["All"]["pq"]) if result["All"]["pq"] <= 1.0 else float(result["All"]["pq"]) / 100
+
+
+def check_yolo(out: str, report: Report) -> None:
+    import yaml
+
+    fmt = "yolo"
+    try:
+        with open(os.path.join(out, paths.YOLO_DATA_YAML), encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        report.fail(fmt, f"data.yaml unreadable: {e}")
+        return
+    names = data.get("names") or {}
+    if sorted(names) != list(range(len(names))) or data.get("nc", len(names)) != len(names):
+        report.fail(fmt, "data.yaml names are not classes 0..N-1")
+    files = lines = 0
+    for label in _files(os.path.join(out, "labels"), ".txt"):
+        files += 1
+        with open(label, encoding="ascii") as f:
+            for n, line in enumerate(f, 1):
+                lines += 1
+                parts = line.split()
+                ok = len(parts) == 5 and parts[0].isdigit() and int(parts[0]) in names
+                values = [float(v) for v in parts[1:]] if ok else []
+                if not ok or not all(0.0 <= v <= 1.0 for v in values) or values[2] <= 0 or values[3] <= 0:
+                    report.fail(fmt, f"{os.path.relpath(label, out)}:{n}: bad line {line.strip()!r}")
+    report.summary[fmt] = f"{len(names)} classes, {files} label files, {lines} boxes"
+
+
+def check_pngs(out: str, fmt: str, report: Report, rows: list[dict], sizes: dict) -> None:
+    column = fmt.replace("-", "_") + "_path"
+    count = 0
+    for r in rows:
+        rel = r.get(column)
+        if not rel:
+            continue
+        count += 1
+        try:
+            mode, pixels = _png(os.path.join(out, rel))
+        except OSError as e:
+            report.fail(fmt, f"{rel}: unreadable: {e}")
+            continue
+        if mode not in _MODES[fmt]:
+            report.fail(fmt, f"{rel}: mode {mode}, want {' or '.join(_MODES[fmt])}")
+        size = sizes.get(r["image_id"])
+        if size is not None and pixels.shape[:2] != tuple(size):
+            report.fail(fmt, f"{rel}: {pixels.shape[:2]} differs from the image size {size}")
+    report.summary[fmt] = f"{count} PNGs"
+
+
+def _files(folder: str, suffix: str) -> Iterable[str]:
+    for dirpath, _, names in os.walk(folder):
+        for name in sorted(names):
+            if name.endswith(suffix):
+                yield os.path.join(dirpath, name)
+
+
+def validate(out: str, eval_images: int = 1000) -> Report:
+    report = Report()
+    rows = check_manifest(out, report).get("rows", [])
+    sizes: dict = {}
+    if os.path.exists(os.path.join(out, paths.COCO_INSTANCE_JSON)):
+        sizes.update(check_coco_instance(out, report, eval_images))
+    if os.path.exists(os.path.join(out, paths.COCO_PANOPTIC_JSON)):
+        sizes.update(check_coco_panoptic(out, report))
+    if os.path.exists(os.path.join(out, paths.YOLO_DATA_YAML)):
+        check_yolo(out, report)
+    for fmt in _MODES:
+        if os.path.isdir(os.path.join(out, fmt)):
+            check_pngs(out, fmt, report, rows, sizes)
+    return report
+
+
+def print_report(report: Report, stream=sys.stdout) -> None:
+    for fmt in list(report.summary) + [f for f in report.problems if f not in report.summary]:
+        problems = report.problems.get(fmt, [])
+        verdict = "ok" if not problems else f"FAILED ({len(problems)} problems)"
+        print(f"{fmt:15s} {verdict:22s} {report.summary.get(fmt, '')}", file=stream)
+        for p in problems:
+            print(f"    - {p}", file=stream)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.validate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("output", help="an export's output folder (local)")
+    ap.add_argument("--eval_images", type=int, default=1000,
+                    help="images evaluated by COCOeval (the structural checks cover all)")
+    args = ap.parse_args(argv)
+    if not os.path.isdir(args.output):
+        print(f"error: {args.output}: no such folder", file=sys.stderr)
+        sys.exit(2)
+    report = validate(args.output, args.eval_images)
+    print_report(report)
+    sys.exit(0 if report.ok else 1)
+
+
+if __name__ == "__main__":
+    main()
