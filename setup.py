@@ -47,6 +47,8 @@ EXTRAS_REQUIRE = {
         "faster-coco-eval>=1.6,<2",
         "hotcoco>=1.2,<2",
         "pytest>=8,<10",
+        # A maintained YOLO reader (Roboflow's), to read our YOLO export back in the tests.
+        "supervision>=0.25,<1",
         # Per-test timeout: a hang (network, runner) fails the test instead of CI.
         "pytest-timeout>=2.3,<3",
     ],

@@ -158,3 +158,27 @@ def test_the_ground_truth_check_catches_a_wrong_pixel_and_a_wrong_box(release, t
     (out / "coco-instance.json").write_text(json.dumps(doc))
     problems = verify_export(str(out), good, synth.CATEGORIES)
     assert problems == ["sample_00000.jpg: bbox of 900", "sample_00001.jpg: semantic PNG"]
+
+
+def test_label_without_bitmap_url(tmp_path):
+    """Differences table, "empty label without bitmap": the SDK crashes on a null bitmap URL.
+    An empty label is exported at the image's size; one with annotations fails clearly."""
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "images" / "a.jpg")
+    entries = [
+        synth.sample_entry("empty.jpg", "u1", "images/a.jpg", None, []),
+        synth.sample_entry("drawn.jpg", "u2", "images/a.jpg", "", [{"id": 1, "category_id": 1}]),
+    ]
+    path = synth.write_release(str(tmp_path), entries)
+    out = tmp_path / "out"
+    counts = _export(path, out)
+    assert counts["samples_exported"] == 1 and counts["samples_failed"] == 1
+    coco = json.loads((out / "coco-instance.json").read_text())
+    assert coco["images"] == [{"id": 1, "file_name": "empty.jpg", "height": 20, "width": 30}]
+    assert coco["annotations"] == []
+    sem = read_png(str(out / "semantic" / "empty_label_ground-truth_semantic.png"))
+    assert sem.shape == (20, 30) and not sem.any()
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["name"] == "drawn.jpg" and "no segmentation bitmap URL" in failure["reason"]

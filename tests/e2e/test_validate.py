@@ -189,3 +189,31 @@ def test_export_with_validate_flag(tmp_path):
                              *IN_MEMORY], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "coco-panoptic   ok" in result.stdout and "hotcoco self-PQ 100.0" in result.stdout
+
+
+def test_yolo_reads_back_in_supervision_with_every_box_equal_to_the_drawn_extent(exported):
+    import supervision as sv
+
+    out, truth = exported
+    dataset = sv.DetectionDataset.from_yolo(
+        images_directory_path=os.path.join(out, "images"),
+        annotations_directory_path=os.path.join(out, "labels"),
+        data_yaml_path=os.path.join(out, "data.yaml"))
+    assert list(dataset.classes) == [c["name"] for c in synth.CATEGORIES]
+    assert len(dataset) == len(truth)
+    position = {c["id"]: i for i, c in enumerate(synth.CATEGORIES)}
+    checked = 0
+    for image_path, _, detections in dataset:
+        t = next(t for t in truth if os.path.basename(image_path) == t.name)
+        expected = []
+        for a in t.annotations:
+            ys, xs = np.nonzero(t.id_map == a["id"])
+            if xs.size:
+                expected.append((position[a["category_id"]],
+                                 [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]))
+        assert len(detections) == len(expected)
+        for (cls, box), got_cls, got_box in zip(expected, detections.class_id, detections.xyxy):
+            assert got_cls == cls
+            assert np.allclose(got_box, box, atol=1e-3)  # 6 decimals of a normalised value
+            checked += 1
+    assert checked > 20
