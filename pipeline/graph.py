@@ -20,7 +20,22 @@ from transforms.formats import coco, paths, storage, yolo
 from transforms.formats.release import ReleaseInfo
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
+from transforms.report import WritePreview, WriteReport
 from transforms.write import WriteOnce
+
+
+def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]) -> dict:
+    """What report.json says about the release and the options (no secrets: URLs redacted)."""
+    return {
+        "release": {"name": info.name, "dataset": info.dataset_name, "owner": info.owner,
+                    "task_type": info.task_type, "layout": info.layout,
+                    "labelset": info.labelset, "uri": storage.redact(cfg.release)},
+        "options": {"formats": list(formats), "images": cfg.images,
+                    "filter_by": list(cfg.filter_by) if cfg.filter_by is not None else None,
+                    "filter_by_metadata": [[k, v] for k, v in cfg.filter_by_metadata],
+                    "id_increment": cfg.id_increment, "instance_png": cfg.instance_png},
+        "category_names": {c.id: c.name for c in info.categories},
+    }
 
 
 def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
@@ -43,6 +58,8 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
         "manifest": rows | "WriteManifest" >> WriteManifest(
             cfg.output, info.sample_count, cfg.manifest_rows_per_shard),
         "failures": rows | "WriteFailures" >> WriteFailures(cfg.output),
+        "report": rows | "WriteReport" >> WriteReport(cfg.output, report_header(cfg, info, formats)),
+        "preview": exported.preview | "WritePreview" >> WritePreview(cfg.output, taxonomy),
     }
     if "coco-instance" in formats:
         outputs["coco-instance"] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -23,6 +24,8 @@ from pipeline import config as config_mod
 from pipeline import graph
 from pipeline.options import ExportOptions
 from transforms.formats import errors, paths, release, storage
+from transforms.formats.report import format_table
+from transforms.report import REPORT
 
 _LOGGER = logging.getLogger("pipeline")
 _LOCAL_RUNNERS = (None, "DirectRunner", "direct", "FnApiRunner")
@@ -43,7 +46,8 @@ def _local_runner(options: PipelineOptions, argv: Sequence[str]):
     direct = options.view_as(DirectOptions)
     given = " ".join(argv)
     if "--direct_num_workers" not in given:
-        direct.direct_num_workers = os.cpu_count() or 1
+        in_memory = "--direct_running_mode" in given and direct.direct_running_mode == "in_memory"
+        direct.direct_num_workers = 1 if in_memory else (os.cpu_count() or 1)
     if "--direct_running_mode" in given or direct.direct_num_workers == 1:
         runner = FnApiRunner()
         mode = direct.direct_running_mode
@@ -114,6 +118,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         counts.get("samples_failed", 0), counts.get("samples_skipped", 0), rate,
         storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
+    report_path = storage.join(cfg.output, REPORT)
+    try:
+        summary = json.loads(storage.read_bytes(report_path))
+        print(format_table(summary), file=sys.stderr)
+    except (OSError, ValueError):
+        _LOGGER.warning("no run report at %s", storage.redact(report_path))
     if options.view_as(ExportOptions).validate:
         from pipeline import validate
 

@@ -10,12 +10,13 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import bitmap, errors, paths, storage
+from transforms.formats import bitmap, errors, paths, preview, storage
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
+PREVIEW = "preview"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,10 @@ def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
 
 
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
-    """Sample -> (ManifestRow, coco part or None); all files written. Pure of Beam."""
+    """Sample -> (ManifestRow, coco part or None, preview or None); files written.
+
+    The preview is (index, name, thumbnail) for the first selected samples (preview.png).
+    """
     try:
         warnings = []
         bitmap_bytes = fetcher.fetch(sample.bitmap_url, "bitmap") if sample.bitmap_url else None
@@ -58,8 +62,14 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
                 warnings.append(
                     f"image is {iw}x{ih} but the bitmap is {id_map.shape[1]}x{id_map.shape[0]}")
         out = export_sample(sample, id_map, job.settings, ext, warnings)
+        thumb = None
+        if sample.index < preview.PREVIEW_SAMPLES:
+            cats = {ann.id: ann.category_id for ann in sample.annotations
+                    if job.settings.taxonomy.position(ann.category_id) >= 0}
+            thumb = (sample.index, sample.name,
+                     preview.thumbnail(id_map, cats, job.settings.taxonomy, image_bytes))
     except errors.SampleError as e:
-        return _failed(sample, e), None
+        return _failed(sample, e), None, None
     files = list(out.files)
     artifacts = list(out.artifacts)
     if job.copy_images and image_bytes is not None:
@@ -70,9 +80,12 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         storage.write_bytes(storage.join(job.output, rel), data)
     row = ManifestRow(sample.position, sample.uuid, sample.name, EXPORTED,
                       image_id=sample.image_id, num_instances=out.num_instances,
-                      artifacts=tuple(artifacts), warnings=tuple(out.warnings))
+                      artifacts=tuple(artifacts), warnings=tuple(out.warnings),
+                      category_stats=out.category_stats,
+                      file_sizes=tuple((fmt, len(data)) for (fmt, _), (_, data)
+                                       in zip(artifacts, files)))
     part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation)
-    return row, part
+    return row, part, thumb
 
 
 class _ExportSampleFn(beam.DoFn):
@@ -96,7 +109,9 @@ class _ExportSampleFn(beam.DoFn):
             self._fetcher.close()
 
     def process(self, sample: Sample):
-        row, part = export_one(sample, self._job, self._fetcher)
+        row, part, thumb = export_one(sample, self._job, self._fetcher)
+        if thumb is not None:
+            yield pvalue.TaggedOutput(PREVIEW, thumb)
         if part is None:
             self._failed.inc()
             _LOGGER.warning("sample %r failed at %s: %s", sample.name, row.stage, row.reason)
@@ -110,7 +125,8 @@ class _ExportSampleFn(beam.DoFn):
 
 
 class ExportSamples(beam.PTransform):
-    """Sample -> coco parts; ROWS gets one ManifestRow per sample. Files are written here."""
+    """Sample -> coco parts; ROWS gets one ManifestRow per sample, PREVIEW thumbnails of the
+    first samples. Files are written here."""
 
     def __init__(self, job: ExportJob):
         super().__init__()
@@ -118,4 +134,4 @@ class ExportSamples(beam.PTransform):
 
     def expand(self, samples):
         return samples | "Export" >> beam.ParDo(_ExportSampleFn(self._job)).with_outputs(
-            ROWS, main="parts")
+            ROWS, PREVIEW, main="parts")

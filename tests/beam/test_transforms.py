@@ -5,6 +5,7 @@ import json
 import os
 
 import apache_beam as beam
+from apache_beam import pvalue
 import numpy as np
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -88,8 +89,11 @@ def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
     out_good = list(fn.process(good))
     out_bad = list(fn.process(bad))
     fn.teardown()
-    part, row = out_good[0], out_good[1].value
+    tagged = {o.tag: o.value for o in out_good if isinstance(o, pvalue.TaggedOutput)}
+    (part,) = [o for o in out_good if not isinstance(o, pvalue.TaggedOutput)]
+    row = tagged["rows"]
     assert part[0] == 0 and len(part[2]) == 1 and row.status == "exported"
+    assert tagged["preview"][:2] == (0, "good.jpg")  # index 0 is among the previewed samples
     assert os.path.exists(tmp_path / "out" / "instance" / "good_label_ground-truth_instance.png")
     assert len(out_bad) == 1 and out_bad[0].value.status == "failed"
     assert out_bad[0].value.stage == "decode"

@@ -109,6 +109,25 @@ def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
     stem = "sample_00000_label_ground-truth"
     assert read_png(str(out / "instance" / f"{stem}_instance.png")).dtype == np.uint16
     assert read_png(str(out / "semantic" / f"{stem}_semantic.png")).dtype == np.uint8
+    # --- run report: the same numbers as the manifest, every failure explained
+    report = json.loads((out / "report.json").read_text())
+    assert report["samples"] == {"in_release": 13, "selected": 13, "exported": len(good),
+                                 "failed": 4, "skipped": 1, "with_warnings": 1}
+    assert {f["name"]: f["reason"] for f in report["failures"]} == {
+        name: reason for name, (_, reason) in reasons.items()}
+    assert report["skipped_by_reason"] == {"no label in this labelset": 1}
+    drawn = {}
+    for t in good:
+        for a in t.annotations:
+            px = int((t.id_map == a["id"]).sum())
+            if px:
+                d = drawn.setdefault(a["category_id"], [0, 0])
+                d[0] += 1
+                d[1] += px
+    assert {c["id"]: [c["instances"], c["pixels"]] for c in report["categories"]} == drawn
+    assert report["formats"]["semantic"]["files"] == len(good)
+    sheet = read_png(str(out / "preview.png"))
+    assert sheet.ndim == 3 and sheet.shape[2] == 3
     # nothing left behind
     assert not [p for p in tree(str(out)) if ".tmp" in p]
 

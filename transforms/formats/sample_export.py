@@ -33,8 +33,8 @@ import json
 import numpy as np
 
 from transforms.formats import errors, paths
-from transforms.formats.instances import InstanceTable, compact_labels, instance_table
 from transforms.formats.bitmap import id_to_rgb
+from transforms.formats.instances import InstanceTable, compact_labels, instance_table
 from transforms.formats.png import RowChanges, encode_lut_png
 from transforms.formats.taxonomy import COLORMAP, Taxonomy, rgb_id
 from transforms.formats.types import Sample
@@ -66,6 +66,7 @@ class SampleOutput:
     num_instances: int
     warnings: list[str]
     artifacts: list[tuple[str, str]]  # (format, relative path)
+    category_stats: tuple[tuple[int, int, int], ...] = ()  # (category, instances, pixels)
 
 
 def _ids(values) -> str:
@@ -107,8 +108,14 @@ def export_sample(
     if orphans:
         warnings.append(f"bitmap ids without an annotation (left out): {_ids(orphans)}")
 
+    stats: dict[int, list[int]] = {}
+    for ann, row in exported:
+        s = stats.setdefault(ann.category_id, [0, 0])
+        s[0] += 1
+        s[1] += int(table.area[row])
     file_name = paths.image_file_name(sample.stem, image_ext)
-    out = SampleOutput([], None, [], None, len(exported), warnings, [])
+    out = SampleOutput([], None, [], None, len(exported), warnings, [],
+                       tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
     if formats & {"coco-instance", "coco-panoptic"}:
         out.coco_image = dumps({"id": sample.image_id, "file_name": file_name, "height": h, "width": w})
     if "coco-instance" in formats:

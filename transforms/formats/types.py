@@ -82,6 +82,8 @@ class ManifestRow:
     num_instances: int = 0
     artifacts: tuple[tuple[str, str], ...] = ()  # (format, path relative to OUT)
     warnings: tuple[str, ...] = ()
+    category_stats: tuple[tuple[int, int, int], ...] = ()  # (category, instances, pixels)
+    file_sizes: tuple[tuple[str, int], ...] = ()  # (format, bytes) of per-sample files
 
 
 EXPORTED, FAILED, SKIPPED = "exported", "failed", "skipped"
