@@ -73,3 +73,15 @@ def test_gzipped_release_is_decompressed(tmp_path):
     path.write_bytes(gzip.compress(b'{"a": 1}'))
     with storage.open_release(str(path)) as f:
         assert f.read() == b'{"a": 1}'
+
+
+def test_published_files_get_the_usual_permissions(tmp_path):
+    """Temporary files are private; the published file is as readable as open() makes it."""
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"x")
+    storage.write_bytes(str(tmp_path / "a.bin"), b"x")
+    with storage.open_atomic(str(tmp_path / "b.json")) as f:
+        f.write(b"{}")
+    expected = os.stat(reference).st_mode & 0o777
+    assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == expected
+    assert os.stat(tmp_path / "b.json").st_mode & 0o777 == expected

@@ -208,6 +208,16 @@ def join(base: str, *parts: str) -> str:
     return os.path.join(base, *parts)
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+# Temporary files are private (0600); published files get the mode open() would give them.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Atomic, idempotent write: a retry rewrites the same bytes under the same name."""
     local = _local_path(path)
@@ -223,6 +233,7 @@ def write_bytes(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, local)
     except BaseException:
         try:
@@ -259,6 +270,7 @@ class _AtomicWriter:
         if self._local is None:
             return
         if exc_type is None:
+            os.chmod(self._tmp, _FILE_MODE)
             os.replace(self._tmp, self._local)
         else:
             os.unlink(self._tmp)
