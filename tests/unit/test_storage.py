@@ -85,3 +85,56 @@ def test_published_files_get_the_usual_permissions(tmp_path):
     expected = os.stat(reference).st_mode & 0o777
     assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == expected
     assert os.stat(tmp_path / "b.json").st_mode & 0o777 == expected
+
+
+class _Flaky:
+    """A loopback server answering each path with a scripted list of statuses, then 200."""
+
+    def __init__(self, script):
+        import http.server
+        import threading
+
+        self.script, self.hits = {k: list(v) for k, v in script.items()}, {}
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits[self.path] = outer.hits.get(self.path, 0) + 1
+                pending = outer.script.get(self.path, [])
+                status = pending.pop(0) if pending else 200
+                body = b"payload" if status == 200 else b"no"
+                self.send_response(status)
+                if status in (429, 503):
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_transient_http_errors_are_retried_and_permanent_ones_are_not():
+    server = _Flaky({"/flaky": [503, 429, 502], "/gone": [404], "/down": [503] * 10})
+    try:
+        fetcher = storage.Fetcher(server.url + "/release.json", timeout=5, attempts=4)
+        assert fetcher.fetch(server.url + "/flaky", "bitmap") == b"payload"
+        assert server.hits["/flaky"] == 4  # three transient failures, then success
+        with pytest.raises(errors.FetchError, match="HTTP 404"):
+            fetcher.fetch(server.url + "/gone", "bitmap")
+        assert server.hits["/gone"] == 1  # a 404 is final
+        with pytest.raises(errors.FetchError, match="HTTP 503"):
+            fetcher.fetch(server.url + "/down", "bitmap")
+        assert server.hits["/down"] == 4  # attempts, then the sample fails
+        fetcher.close()
+    finally:
+        server.close()

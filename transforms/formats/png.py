@@ -22,7 +22,6 @@ Contract:
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
@@ -115,11 +114,3 @@ def encode_lut_png(changes: RowChanges, lut: np.ndarray) -> bytes:
     pixels[changes.rows, changes.cols] = np.take(table, changes.current, axis=0) - np.take(
         table, changes.above, axis=0)
     return _png(raw, width, height, depth, color)
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """Decodes with Pillow (tests and validation use the reference decoder)."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img)
