@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import (
     DirectOptions,
     PipelineOptions,
     StandardOptions,
+    TestOptions,
 )
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.transforms import environments
@@ -65,12 +66,24 @@ def _local_runner(options: PipelineOptions, argv: Sequence[str]):
     return runner, f"DirectRunner (FnApiRunner, {mode} x{direct.direct_num_workers})"
 
 
+def _bare_dry_run(argv: list[str]) -> list[str]:
+    """Beam's own --dry_run (TestOptions) needs a value; accept the bare flag too."""
+    return [("--dry_run=True" if a == "--dry_run" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))
+             else a) for i, a in enumerate(argv)]
+
+
+def is_dry_run(options: PipelineOptions) -> bool:
+    """--dry_run[=True]: print the plan; local runners stop there, DataflowRunner then builds
+    the job graph without submitting it (Beam's meaning of the same flag)."""
+    return str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
+
+
 def prepare(argv: Sequence[str] | None = None):
     """Parses flags, loads the config and reads the release header. No output is written.
 
     Raises `errors.ReleaseError` / `config.ConfigError` (ValueError) with a one-line message.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _bare_dry_run(list(sys.argv[1:] if argv is None else argv))
     options = PipelineOptions(argv)
     flags = options.view_as(ExportOptions).get_all_options(retain_unknown_options=False)
     export_flags = {k: flags.get(k) for k in (
@@ -92,9 +105,34 @@ def prepare(argv: Sequence[str] | None = None):
     return options, cfg, info, tuple(formats), argv
 
 
+def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...]) -> dict:
+    """--dry_run: the export's plan, from one streaming pass over the release."""
+    with storage.open_release(cfg.release) as stream:
+        plan = release.plan(stream, info, cfg.selection)
+    lines = [
+        f"release {info.name!r}: dataset {info.dataset_name!r}, {info.task_type}, {info.layout} "
+        f"layout, labelset {info.labelset!r} (of {', '.join(info.labelsets)}), "
+        f"{len(info.categories)} categories",
+        f"{plan['samples']} samples; label status: "
+        + ", ".join(f"{s} {n}" for s, n in plan["statuses"].items()),
+        f"would export {plan['to_export']} samples to {', '.join(formats)} "
+        f"(images: {cfg.images}) in {storage.redact(cfg.output)}",
+    ]
+    lines += [f"  skip {n:>7}  {reason}" for reason, n in plan["skipped"].items()]
+    if plan["malformed"]:
+        lines.append(f"  {plan['malformed']} malformed samples would fail, e.g.:")
+        lines += [f"    {m}" for m in plan["malformed_examples"]]
+    print("\n".join(lines))
+    return plan
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Runs the export; returns the sample counts. Raises ValueError before any work."""
     options, cfg, info, formats, argv = prepare(argv)
+    if is_dry_run(options):
+        plan = dry_run(cfg, info, formats)
+        if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS:
+            return plan
     runner, runner_name = _local_runner(options, argv)
     _LOGGER.info(
         "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s",
@@ -152,7 +190,43 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+_HELP_EPILOG = """\
+Beam options pass through, for example:
+  --runner RUNNER            default DirectRunner, run as Beam's FnApiRunner with one SDK
+                             worker process per core (same behaviour online and offline);
+                             DataflowRunner for Google Cloud Dataflow
+  --dry_run                  print what would be exported (label statuses, samples, skip
+                             reasons) without fetching or writing anything; with
+                             DataflowRunner, also build the job without submitting it
+  --direct_num_workers N     local worker processes (default: every core)
+  --direct_running_mode M    in_memory (one process) | multi_threading | multi_processing
+  --project, --region, --temp_location, --setup_file ./setup.py   for Dataflow
+
+Examples:
+  python -m pipeline --output out                      # the bundled example release
+  python -m pipeline --release flowers-v1.0.json --output out --formats coco-instance,yolo
+  python -m pipeline --release rel.json --output out --filter_by labeled,reviewed --dry_run
+  python -m pipeline.validate out                      # re-check an export
+"""
+
+
+def _print_help() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Export a Segments.ai release to COCO instance, COCO panoptic, YOLO and "
+                    "PNG label formats with Apache Beam.",
+        epilog=_HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ExportOptions._add_argparse_args(parser)
+    parser.print_help()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        _print_help()
+        return
     _configure_logging()
     try:
         counts = run(argv)

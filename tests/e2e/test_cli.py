@@ -91,3 +91,28 @@ def test_legacy_v1_release_exports(tmp_path):
     names = sorted(os.listdir(out / "semantic"))
     assert names == [f"sample_{i:05d}_label_segmentation_semantic.png" for i in range(2)]
     assert len(truth) == 2
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = _cli("--output", str(out), "--dry_run", "--filter_by", "labeled,unlabeled")
+    assert result.returncode == 0, result.stderr
+    # The bundled example: 2 LABELED, 2 REVIEWED, 1 SKIPPED (null attributes), 1 unlabeled.
+    assert "6 samples; label status: LABELED 2, REVIEWED 2, SKIPPED 1, UNLABELED 1" in result.stdout
+    assert "would export 2 samples to coco-instance" in result.stdout
+    assert "skip       2  filtered out by --filter_by (status REVIEWED)" in result.stdout
+    assert "skip       1  no label in this labelset" in result.stdout
+    assert not out.exists()
+
+
+def test_help_documents_every_setting():
+    import dataclasses
+
+    from pipeline.config import ExportConfig
+
+    result = _cli("--help")
+    assert result.returncode == 0
+    for field in dataclasses.fields(ExportConfig):
+        assert f"--{field.name}" in result.stdout, field.name
+    for beam_flag in ("--runner", "--dry_run", "--direct_num_workers"):
+        assert beam_flag in result.stdout

@@ -496,6 +496,44 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
     )
 
 
+def plan(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> dict[str, Any]:
+    """What an export would do, without fetching anything (`--dry_run`).
+
+    Applies exactly the reader's rules to every sample: counts per label status, samples to
+    export, skip reasons, malformed samples (with the first few reasons).
+    """
+    statuses: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    malformed: list[str] = []
+    to_export = failing = 0
+    index = 0
+    for position, raw in enumerate(iter_raw_samples(stream, info.samples_prefix)):
+        try:
+            status = sample_status(raw, info.labelset)
+        except errors.SampleError as e:
+            failing += 1
+            malformed.append(f"#{position}: {e.reason}")
+            continue
+        statuses[status] = statuses.get(status, 0) + 1
+        reason = filter_reason(raw, status, selection) or skip_reason(raw, info.labelset)
+        if reason is not None and reason.startswith("filtered"):
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+        else:
+            try:
+                parse_sample(raw, position, index, info)
+                to_export += 1
+            except errors.SampleError as e:
+                failing += 1
+                malformed.append(f"#{position}: {e.reason}")
+        index += 1
+    return {"samples": info.sample_count, "statuses": dict(sorted(statuses.items())),
+            "to_export": to_export, "skipped": dict(sorted(skipped.items())),
+            "malformed": failing, "malformed_examples": malformed[:10]}
+
+
 def parse_metadata_filters(pairs: list[str]) -> tuple[tuple[str, Any], ...]:
     """CLI `key=value` pairs. The value is read as JSON when it parses (`n=1` is the number
     1, `ok=true` a boolean, `s="1"` the string "1"), else taken as a plain string."""
