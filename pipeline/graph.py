@@ -39,16 +39,16 @@ def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]
 
 
 def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
-          formats: tuple[str, ...]) -> dict[str, Any]:
+          formats: tuple[str, ...], progress_dir: str | None = None) -> dict[str, Any]:
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
-                    http_attempts=cfg.http_attempts)
+                    http_attempts=cfg.http_attempts, progress_dir=progress_dir)
     temp = storage.join(cfg.output, paths.TEMP_DIR)
 
-    read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection)
+    read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection, progress_dir)
     # samples: Sample (selected, labelled); rows: ManifestRow (filtered, skipped, malformed)
     named = read.samples | "AssignStems" >> AssignStems()
     exported = named | "ExportSamples" >> ExportSamples(job)

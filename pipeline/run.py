@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -24,6 +26,7 @@ from apache_beam.transforms import environments
 from pipeline import config as config_mod
 from pipeline import graph
 from pipeline.options import ExportOptions
+from transforms import progress
 from transforms.formats import errors, paths, release, storage
 from transforms.formats.report import format_table
 from transforms.report import REPORT
@@ -140,10 +143,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         storage.redact(cfg.output), ", ".join(formats), runner_name)
     storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))  # leftovers of a killed run
     started = time.monotonic()
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    graph.build(pipeline, cfg, info, formats)
-    result = pipeline.run()
-    result.wait_until_finish()
+    local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+    with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
+        with progress.Monitor(ticks, info.sample_count) if local else contextlib.nullcontext():
+            result = pipeline.run()
+            result.wait_until_finish()
     storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     elapsed = time.monotonic() - started
     counts = _counts(result)

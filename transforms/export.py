@@ -13,6 +13,7 @@ from apache_beam.metrics import Metrics
 from transforms.formats import bitmap, errors, paths, preview, storage
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
+from transforms.progress import Ticker
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
@@ -27,6 +28,7 @@ class ExportJob:
     copy_images: bool = True
     http_timeout: float = 30.0
     http_attempts: int = 5
+    progress_dir: str | None = None  # local runs: where workers tick (transforms.progress)
 
 
 def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
@@ -95,6 +97,7 @@ class _ExportSampleFn(beam.DoFn):
     def __init__(self, job: ExportJob):
         self._job = job
         self._fetcher = None
+        self._ticker = Ticker(job.progress_dir)
         self._exported = Metrics.counter("export", "samples_exported")
         self._failed = Metrics.counter("export", "samples_failed")
         self._instances = Metrics.counter("export", "instances_exported")
@@ -107,9 +110,11 @@ class _ExportSampleFn(beam.DoFn):
     def teardown(self):
         if self._fetcher is not None:
             self._fetcher.close()
+        self._ticker.close()
 
     def process(self, sample: Sample):
         row, part, thumb = export_one(sample, self._job, self._fetcher)
+        self._ticker.tick()
         if thumb is not None:
             yield pvalue.TaggedOutput(PREVIEW, thumb)
         if part is None:

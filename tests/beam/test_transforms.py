@@ -5,8 +5,8 @@ import json
 import os
 
 import apache_beam as beam
-from apache_beam import pvalue
 import numpy as np
+from apache_beam import pvalue
 from apache_beam.testing.util import assert_that, equal_to
 
 from benchmarks import synth
