@@ -21,3 +21,9 @@ def test_default_yaml_lists_every_setting_with_the_code_default():
             assert tuple(value) == expected
         else:
             assert value == expected, key
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((DEFAULT.parent).glob("*.yaml")):
+        loaded = load_yaml(str(path))  # unknown keys or bad values raise ConfigError
+        assert isinstance(loaded, dict) and loaded, path
