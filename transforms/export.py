@@ -42,16 +42,16 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     The preview is (index, name, thumbnail) for the first selected samples (preview.png).
     """
     try:
+        if not sample.bitmap_url and sample.annotations:
+            raise errors.BitmapError("label has annotations but no segmentation bitmap URL")
         warnings = []
         bitmap_bytes = fetcher.fetch(sample.bitmap_url, "bitmap") if sample.bitmap_url else None
+        # The image is fetched to copy it, or to size an empty label that has no bitmap.
         need_image = bitmap_bytes is None or (job.copy_images and sample.image_url)
         image_bytes = fetcher.fetch(sample.image_url, "image") if need_image else None
         if job.copy_images and not sample.image_url:
             warnings.append("sample has no image URL; no image copied")
         if bitmap_bytes is None:
-            if sample.annotations:
-                raise errors.BitmapError(
-                    "label has annotations but no segmentation bitmap URL")
             w, h = bitmap.image_size(image_bytes)
             id_map = np.zeros((h, w), np.uint32)  # an empty label: nothing drawn
         else:
