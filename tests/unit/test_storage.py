@@ -138,3 +138,42 @@ def test_transient_http_errors_are_retried_and_permanent_ones_are_not():
         fetcher.close()
     finally:
         server.close()
+
+
+def test_signed_url_secrets_never_reach_the_logs(caplog):
+    """Connections that drop mid-request make urllib3 retry; nothing logged may contain the
+    URL's query string (signed URLs carry their credentials there)."""
+    import logging
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def drop_every_connection():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.recv(1024)
+            conn.close()  # no response at all
+
+    thread = threading.Thread(target=drop_every_connection, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/b.png?X-Goog-Signature=SECRET123"
+    try:
+        with caplog.at_level(logging.DEBUG):
+            fetcher = storage.Fetcher("http://127.0.0.1:9/release.json", timeout=2, attempts=3)
+            with pytest.raises(errors.FetchError) as e:
+                fetcher.fetch(url, "bitmap")
+            fetcher.close()
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert "SECRET123" not in e.value.reason
+    assert not [r for r in caplog.records if "SECRET123" in r.getMessage()]

@@ -16,6 +16,7 @@ Contract:
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import posixpath
 import tempfile
@@ -125,6 +126,9 @@ class Fetcher:
 
     def _http(self):
         if self._session is None:
+            # urllib3 logs each retry with the full request path, query string included:
+            # signed URLs carry their secrets there. Our own messages are redacted.
+            logging.getLogger("urllib3").setLevel(logging.ERROR)
             import requests
             from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
