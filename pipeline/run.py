@@ -103,6 +103,14 @@ def prepare(argv: Sequence[str] | None = None):
         raise errors.ReleaseError(
             f"--formats: {', '.join(unsupported)} not available for task type {info.task_type} "
             f"(available: {', '.join(info.formats)})")
+    if "semantic" in formats:
+        for c in info.categories:
+            value = c.id + cfg.id_increment
+            if not 0 <= value <= 0xFFFF:
+                raise errors.ReleaseError(
+                    f"--id_increment: category {c.id} ({c.name}) + {cfg.id_increment} = {value} "
+                    "does not fit a semantic PNG (0..65535)")
+    storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
     if flags.get("validate") and storage.scheme(cfg.output):
         raise config_mod.ConfigError("--validate: only local output folders can be validated")
     return options, cfg, info, tuple(formats), argv
@@ -141,7 +149,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s",
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,
         storage.redact(cfg.output), ", ".join(formats), runner_name)
-    storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))  # leftovers of a killed run
+    # A rerun replaces the previous export (and a killed run's leftovers) in full, so no
+    # stale shard or per-sample file can mix with the new one.
+    for entry in storage.check_output(cfg.output, paths.OWNED):
+        storage.remove_tree(storage.join(cfg.output, entry))
     started = time.monotonic()
     local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
     with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:

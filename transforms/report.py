@@ -7,12 +7,12 @@ import json
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import preview, storage
+from transforms.formats import paths, preview, storage
 from transforms.formats.report import ReportAccumulator
 from transforms.formats.taxonomy import Taxonomy
 
-REPORT = "report.json"
-PREVIEW = "preview.png"
+REPORT = paths.REPORT
+PREVIEW = paths.PREVIEW
 
 
 class _ReportCombineFn(beam.CombineFn):

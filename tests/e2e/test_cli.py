@@ -116,3 +116,32 @@ def test_help_documents_every_setting():
         assert f"--{field.name}" in result.stdout, field.name
     for beam_flag in ("--runner", "--dry_run", "--direct_num_workers"):
         assert beam_flag in result.stdout
+
+
+def test_rerun_into_the_same_folder_replaces_the_previous_export(tmp_path):
+    out = tmp_path / "out"
+    first = _cli("--output", str(out), "--manifest_rows_per_shard", "2", "--direct_running_mode=in_memory")
+    assert first.returncode == 0 and len(os.listdir(out / "manifest")) == 3
+    second = _cli("--output", str(out), "--formats", "semantic", "--validate",
+                  "--direct_running_mode=in_memory")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert os.listdir(out / "manifest") == ["manifest-00000-of-00001.parquet"]
+    assert not (out / "coco-instance.json").exists() and not (out / "instance").exists()
+
+
+def test_a_foreign_non_empty_folder_is_refused(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    result = _cli("--output", str(tmp_path), "--direct_running_mode=in_memory")
+    assert result.returncode == 2 and "is not empty and holds no previous export" in result.stderr
+    assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("increment,message", [
+    ("-2", "category 1 (coin) + -2 = -1 does not fit a semantic PNG"),
+    ("65535", "category 1 (coin) + 65535 = 65536 does not fit a semantic PNG"),
+])
+def test_semantic_values_out_of_range_fail_before_any_work(tmp_path, increment, message):
+    out = tmp_path / "out"
+    result = _cli("--output", str(out), "--id_increment", increment)
+    assert result.returncode == 2 and message in result.stderr
+    assert not out.exists()

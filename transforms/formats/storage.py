@@ -291,13 +291,34 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
+def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
+    """The entries of a previous export in `path` (local folders only; [] if empty/absent).
+
+    Raises ValueError when the folder holds other files but no previous export: an export
+    never deletes files it did not write.
+    """
+    local = _local_path(path)
+    if local is None or not os.path.isdir(local):
+        return []
+    entries = os.listdir(local)
+    ours = [e for e in entries if e in owned]
+    if entries and not ({"report.json", "manifest"} & set(ours)):
+        raise errors.ReleaseError(
+            f"--output: {path} is not empty and holds no previous export; choose an empty "
+            "or new folder")
+    return ours
+
+
 def remove_tree(path: str) -> None:
     """Deletes a directory tree (temporary fragments); missing is fine."""
     local = _local_path(path)
     if local is not None:
         import shutil
 
-        shutil.rmtree(local, ignore_errors=True)
+        if os.path.isdir(local):
+            shutil.rmtree(local, ignore_errors=True)
+        elif os.path.exists(local):
+            os.unlink(local)
         return
     import fsspec
 
