@@ -59,10 +59,14 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         ext = paths.image_extension(sample.image_url, sample.name)
         if image_bytes is not None:
             ext = ext or bitmap.image_extension(image_bytes)
-            iw, ih = bitmap.image_size(image_bytes)
-            if (ih, iw) != id_map.shape:
-                warnings.append(
-                    f"image is {iw}x{ih} but the bitmap is {id_map.shape[1]}x{id_map.shape[0]}")
+            try:  # only to compare sizes: an unreadable header is a warning, not a failure
+                iw, ih = bitmap.image_size(image_bytes)
+            except errors.BitmapError as e:
+                warnings.append(f"image size not checked: {e.reason}")
+            else:
+                if (ih, iw) != id_map.shape:
+                    warnings.append(f"image is {iw}x{ih} but the bitmap is "
+                                    f"{id_map.shape[1]}x{id_map.shape[0]}")
         out = export_sample(sample, id_map, job.settings, ext, warnings)
         thumb = None
         if sample.index < preview.PREVIEW_SAMPLES:

@@ -201,3 +201,21 @@ def test_label_without_bitmap_url(tmp_path):
     assert sem.shape == (20, 30) and not sem.any()
     failure = json.loads((out / "failures.jsonl").read_text())
     assert failure["name"] == "drawn.jpg" and "no segmentation bitmap URL" in failure["reason"]
+
+
+def test_an_unreadable_image_is_copied_with_a_warning_not_a_failure(tmp_path):
+    """The image is only read to compare its size with the bitmap (and for the preview)."""
+    id_map = np.zeros((6, 8), np.uint32)
+    id_map[1:4, 2:5] = 1
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels" / "a.png").write_bytes(synth.id_map_to_png(id_map))
+    (tmp_path / "images" / "a.heic").write_bytes(b"\x00\x00\x00\x18ftypheic not decodable here")
+    path = synth.write_release(str(tmp_path), [synth.sample_entry(
+        "a.heic", "u", "images/a.heic", "labels/a.png", [{"id": 1, "category_id": 1}])])
+    out = tmp_path / "out"
+    counts = _export(path, out)
+    assert counts["samples_exported"] == 1 and counts.get("samples_failed", 0) == 0
+    row = pq.read_table(out / "manifest" / "manifest-00000-of-00001.parquet").to_pylist()[0]
+    assert any(w.startswith("image size not checked") for w in row["warnings"])
+    assert (out / "images" / "a.heic").read_bytes() == (tmp_path / "images" / "a.heic").read_bytes()

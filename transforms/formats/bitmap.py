@@ -121,6 +121,8 @@ def image_size(data: bytes) -> tuple[int, int]:
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     except UnidentifiedImageError:
         raise errors.BitmapError("image is not an image (unrecognised data)") from None
+    except Image.DecompressionBombError:
+        raise errors.BitmapError("image refused: too many pixels (decompression bomb limit)") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise errors.BitmapError(f"image cannot be read: {type(e).__name__}: {e}") from None
     if orientation in (5, 6, 7, 8):

@@ -37,7 +37,8 @@ _SUFFIX = re.compile(r"(__\d+(_\d+)?)+$")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)} | {
     f"lpt{i}" for i in range(10)
 }
-_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+_IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif",
+               ".avif", ".jxl", ".jp2"}
 
 COCO_INSTANCE_JSON = "coco-instance.json"
 COCO_PANOPTIC_JSON = "coco-panoptic.json"

@@ -16,7 +16,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from transforms.formats.png import encode_png
 from transforms.formats.taxonomy import Taxonomy
@@ -39,9 +39,10 @@ def thumbnail(id_map: np.ndarray, instance_categories: dict[int, int], taxonomy:
         try:
             with Image.open(io.BytesIO(image_bytes)) as img:
                 img.draft("RGB", (tw, th))  # JPEG: decode at reduced size
-                base = np.asarray(img.convert("RGB").resize((tw, th), Image.BILINEAR), np.float32)
-        except (OSError, ValueError):
-            base = None
+                shown = ImageOps.exif_transpose(img).convert("RGB")  # as displayed
+                base = np.asarray(shown.resize((tw, th), Image.BILINEAR), np.float32)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            base = None  # the preview then shows the labels on gray
     if base is None:
         base = np.full((th, tw, 3), 96, np.float32)
     ids, inverse = np.unique(small, return_inverse=True)
