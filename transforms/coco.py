@@ -15,16 +15,13 @@ def _shard_key(part, shard_size: int):
 class _WriteFragmentsFn(beam.DoFn):
     """(shard, [(index, image, bodies)]) -> (shard, images path, annotations path)."""
 
-    def __init__(self, temp_dir: str, assign_ids: bool):
+    def __init__(self, temp_dir: str):
         self._temp_dir = temp_dir
-        self._assign_ids = assign_ids
 
-    def process(self, element, totals):
+    def process(self, element, totals=None):
         shard, parts = element
-        offset = sum(n for s, n in totals.items() if s < shard) if self._assign_ids else 0
-        images, anns = coco.shard_fragments(list(parts), first_id=offset + 1)
-        if not self._assign_ids:  # bodies are complete objects (panoptic annotations)
-            anns = ",".join(b for p in sorted(parts) for b in p[2]).encode("utf-8")
+        first_id = None if totals is None else coco.shard_offsets(totals)[shard] + 1
+        images, anns = coco.shard_fragments(parts, first_id)
         img_path = storage.join(self._temp_dir, f"images-{shard:09d}.json")
         ann_path = storage.join(self._temp_dir, f"annotations-{shard:09d}.json")
         storage.write_bytes(img_path, images)
@@ -32,7 +29,9 @@ class _WriteFragmentsFn(beam.DoFn):
         yield shard, img_path, ann_path
 
 
-def _concatenate(path: str, header: dict, temp_dir: str, fragments) -> str:
+def _concatenate(path: str, header: dict, fragments) -> str:
+    # The fragments stay until the run ends (the launcher removes the temporary folder):
+    # a retried bundle of this step must find them again.
     fragments = sorted(fragments)
     with storage.open_atomic(path) as out:
         coco.write_document(
@@ -41,7 +40,6 @@ def _concatenate(path: str, header: dict, temp_dir: str, fragments) -> str:
             (storage.open_read(f[1]) for f in fragments),
             (storage.open_read(f[2]) for f in fragments),
         )
-    storage.remove_tree(temp_dir)
     return path
 
 
@@ -62,21 +60,20 @@ class WriteCocoDocument(beam.PTransform):
     def expand(self, parts):
         keyed = parts | "KeyByShard" >> beam.Map(_shard_key, self._shard_size)
         # (shard, (index, image JSON, bodies))
-        totals = (
-            keyed
-            | "CountPerShard" >> beam.MapTuple(lambda shard, part: (shard, len(part[2])))
-            | "SumPerShard" >> beam.CombinePerKey(sum)
-        )
-        fragments = (
-            keyed
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteFragments" >> beam.ParDo(
-                _WriteFragmentsFn(self._temp_dir, self._assign_ids), totals=AsDict(totals))
-        )
+        grouped = keyed | "GroupByShard" >> beam.GroupByKey()
+        write = _WriteFragmentsFn(self._temp_dir)
+        if self._assign_ids:
+            totals = (
+                keyed
+                | "CountPerShard" >> beam.MapTuple(lambda shard, part: (shard, len(part[2])))
+                | "SumPerShard" >> beam.CombinePerKey(sum)
+            )
+            fragments = grouped | "WriteFragments" >> beam.ParDo(write, totals=AsDict(totals))
+        else:
+            fragments = grouped | "WriteFragments" >> beam.ParDo(write)
         # (shard, images fragment path, annotations fragment path)
         return (
             parts.pipeline
             | "DocumentPath" >> beam.Create([self._path])
-            | "Concatenate" >> beam.Map(_concatenate, self._header, self._temp_dir,
-                                        fragments=AsList(fragments))
+            | "Concatenate" >> beam.Map(_concatenate, self._header, fragments=AsList(fragments))
         )

@@ -126,4 +126,7 @@ def test_write_coco_document_assigns_dense_ids_across_shards(pipeline, tmp_path)
     assert [im["id"] for im in doc["images"]] == list(range(1, 10))
     assert [a["id"] for a in doc["annotations"]] == list(range(1, 10))
     assert [a["image_id"] for a in doc["annotations"]] == [2, 3, 3, 5, 6, 6, 8, 9, 9]
-    assert not os.path.exists(tmp_path / "tmp")  # fragments cleaned up
+    # Fragments stay until the launcher ends the run, so a retried Concatenate finds them
+    # (the end-to-end tests check that a finished run leaves no temporary file).
+    assert sorted(os.listdir(tmp_path / "tmp")) == [
+        f"{kind}-{shard:09d}.json" for kind in ("annotations", "images") for shard in range(5)]

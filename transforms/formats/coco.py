@@ -70,11 +70,12 @@ def shard_offsets(totals: Mapping[int, int]) -> dict[int, int]:
 
 
 def shard_fragments(
-    parts: Iterable[tuple[int, str | None, Sequence[str]]], first_id: int
+    parts: Iterable[tuple[int, str | None, Sequence[str]]], first_id: int | None
 ) -> tuple[bytes, bytes]:
-    """(images fragment, annotations fragment) of one shard.
+    """(images fragment, annotations fragment) of one shard, in sample-index order.
 
-    `parts` are (sample index, image JSON, annotation bodies); ids start at `first_id`.
+    `parts` are (sample index, image JSON, annotation JSONs). With `first_id`, annotations
+    get ids from it (coco-instance); with None they are complete already (coco-panoptic).
     """
     images, anns = [], []
     next_id = first_id
@@ -82,8 +83,11 @@ def shard_fragments(
         if image is not None:
             images.append(image)
         for body in bodies:
-            anns.append(with_id(body, next_id))
-            next_id += 1
+            if next_id is None:
+                anns.append(body)
+            else:
+                anns.append(with_id(body, next_id))
+                next_id += 1
     return ",".join(images).encode("utf-8"), ",".join(anns).encode("utf-8")
 
 
