@@ -11,7 +11,7 @@ from transforms.formats import manifest, paths, storage
 def _write_shard(element, output: str, shards: int) -> str:
     shard, rows = element
     path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
-    storage.write_bytes(path, manifest.parquet_bytes(rows))
+    storage.write_bytes(path, manifest.parquet_bytes(r for r in rows if r is not None))
     return path
 
 
@@ -24,9 +24,14 @@ class WriteManifest(beam.PTransform):
         self._shards = manifest.shard_count(samples, rows_per_shard)
 
     def expand(self, rows):
+        keyed = rows | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r),
+                                                 self._rows_per_shard)
+        # Every documented shard exists, even an empty one (e.g. a release with no samples).
+        every_shard = (rows.pipeline | "Shards" >> beam.Create(range(self._shards))
+                       | "NoRow" >> beam.Map(lambda shard: (shard, None)))
         return (
-            rows
-            | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r), self._rows_per_shard)
+            (keyed, every_shard)
+            | "AllShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             # (shard, [ManifestRow])
             | "WriteShard" >> beam.Map(_write_shard, self._output, self._shards)

@@ -219,3 +219,14 @@ def test_an_unreadable_image_is_copied_with_a_warning_not_a_failure(tmp_path):
     row = pq.read_table(out / "manifest" / "manifest-00000-of-00001.parquet").to_pylist()[0]
     assert any(w.startswith("image size not checked") for w in row["warnings"])
     assert (out / "images" / "a.heic").read_bytes() == (tmp_path / "images" / "a.heic").read_bytes()
+
+
+def test_a_release_without_samples_gives_complete_empty_outputs(tmp_path):
+    path = synth.write_release(str(tmp_path), [])
+    out = tmp_path / "out"
+    counts = _export(path, out, "--validate")
+    assert counts.get("validation_problems", 0) == 0
+    assert pq.read_table(out / "manifest" / "manifest-00000-of-00001.parquet").num_rows == 0
+    coco = json.loads((out / "coco-instance.json").read_text())
+    assert coco["images"] == [] and coco["annotations"] == []
+    assert (out / "failures.jsonl").read_text() == ""
