@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 
 import apache_beam as beam
 import numpy as np
@@ -29,6 +31,11 @@ class ExportJob:
     http_timeout: float = 30.0
     http_attempts: int = 5
     progress_dir: str | None = None  # local runs: where workers tick (transforms.progress)
+
+
+# Errors caused by this sample's own name or files, not by the machine.
+_PER_SAMPLE_WRITE_ERRORS = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+                            errno.EINVAL, errno.EILSEQ)
 
 
 def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
@@ -82,8 +89,18 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         rel = paths.image_path(sample.stem, ext)
         files.insert(0, (rel, image_bytes))
         artifacts.insert(0, ("image", rel))
-    for rel, data in files:
-        storage.write_bytes(storage.join(job.output, rel), data)
+    written = []
+    try:
+        for rel, data in files:
+            storage.write_bytes(storage.join(job.output, rel), data)
+            written.append(rel)
+    except OSError as e:
+        if e.errno not in _PER_SAMPLE_WRITE_ERRORS:
+            raise  # disk full, permissions, I/O errors: the run cannot go on
+        for rel in written:  # all or nothing per sample
+            storage.remove_tree(storage.join(job.output, rel))
+        reason = f"cannot write {rel}: {os.strerror(e.errno)}"
+        return _failed(sample, errors.WriteError(reason)), None, None
     row = ManifestRow(sample.position, sample.uuid, sample.name, EXPORTED,
                       image_id=sample.image_id, num_instances=out.num_instances,
                       artifacts=tuple(artifacts), warnings=tuple(out.warnings),

@@ -230,3 +230,23 @@ def test_a_release_without_samples_gives_complete_empty_outputs(tmp_path):
     coco = json.loads((out / "coco-instance.json").read_text())
     assert coco["images"] == [] and coco["annotations"] == []
     assert (out / "failures.jsonl").read_text() == ""
+
+
+def test_a_file_folder_clash_fails_that_sample_only_and_leaves_none_of_its_files(tmp_path):
+    """Sample "a" (no image extension) and sample "a/b": images/a is a file, then needed as a
+    folder. The second sample fails at the write stage; nothing of it is left half-written."""
+    id_map = np.ones((4, 4), np.uint32)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "x.png").write_bytes(synth.id_map_to_png(id_map))
+    (tmp_path / "blob").write_bytes(b"not an image")
+    ann = [{"id": 1, "category_id": 1}]
+    path = synth.write_release(str(tmp_path), [
+        synth.sample_entry("a", "u1", "blob", "labels/x.png", ann),
+        synth.sample_entry("a/b", "u2", "blob", "labels/x.png", ann)])
+    out = tmp_path / "out"
+    counts = _export(path, out)
+    assert counts["samples_exported"] == 1 and counts["samples_failed"] == 1
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["name"] == "a/b" and failure["stage"] == "write"
+    assert "images/a/b" in failure["reason"]
+    assert not (out / "semantic" / "a").exists() and not (out / "labels" / "a").exists()

@@ -42,6 +42,12 @@ class BitmapError(SampleError):
     stage = "decode"
 
 
+class WriteError(SampleError):
+    """A file of this sample cannot be written (its name, or a file/folder clash)."""
+
+    stage = "write"
+
+
 class FormatError(SampleError):
     """A format cannot represent this sample (e.g. an instance id above 65535 in 16 bits)."""
 

@@ -64,15 +64,15 @@ _PER_SAMPLE = {
 }
 
 
-def _clean_component(part: str) -> str:
+def _clean_component(part: str, limit: int = _MAX_COMPONENT_BYTES) -> str:
     part = unicodedata.normalize("NFC", part)
     part = _FORBIDDEN.sub("_", part).strip(" .")
     if part.lower().split(".")[0] in _WINDOWS_RESERVED:
         part = "_" + part
     raw = part.encode("utf-8")
-    if len(raw) > _MAX_COMPONENT_BYTES:
+    if len(raw) > limit:
         digest = hashlib.sha1(raw).hexdigest()[:10]
-        part = raw[: _MAX_COMPONENT_BYTES - 11].decode("utf-8", "ignore") + "~" + digest
+        part = raw[: limit - 11].decode("utf-8", "ignore") + "~" + digest
     return part
 
 
@@ -139,7 +139,9 @@ def image_file_name(stem: str, ext: str) -> str:
 
 def safe_labelset(labelset: str) -> str:
     """The labelset as one file-name component (it comes from the release file)."""
-    return _clean_component(re.sub(r"[\\/]", "_", labelset)) or "labelset"
+    # At most 64 bytes: a 120-byte stem + "_label_" + labelset + the longest suffix
+    # ("_coco-panoptic.png") stays within the usual 255-byte file-name limit.
+    return _clean_component(re.sub(r"[\\/]", "_", labelset), limit=64) or "labelset"
 
 
 def sample_file(fmt: str, stem: str, labelset: str) -> str:
