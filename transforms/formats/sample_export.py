@@ -85,13 +85,47 @@ def export_sample(
     """All artifacts of `settings.formats` for one sample. Raises FormatError."""
     tax = settings.taxonomy
     formats = set(settings.formats)
-    warnings = list(warnings or [])
     table = instance_table(id_map)
-    h, w = table.height, table.width
+    exported, notes = _exported_instances(sample, table, tax)
+    out = SampleOutput([], None, [], None, len(exported), list(warnings or []) + notes, [],
+                       _category_stats(exported, table))
+    if formats & {"coco-instance", "coco-panoptic"}:
+        out.coco_image = dumps({"id": sample.image_id,
+                                "file_name": paths.image_file_name(sample.stem, image_ext),
+                                "height": table.height, "width": table.width})
+    if "coco-instance" in formats:
+        rles = table.rles([row for _, row in exported])
+        out.coco_annotations = [_coco_annotation(sample, ann, table, row, rle)
+                                for (ann, row), rle in zip(exported, rles)]
 
-    # Exported instances, in annotation order: (annotation, table row).
-    exported = []
-    empty, unknown = [], []
+    def emit(fmt: str, data: bytes) -> None:
+        rel = paths.sample_file(fmt, sample.stem, settings.labelset)
+        out.files.append((rel, data))
+        out.artifacts.append((fmt, rel))
+
+    segments, colors = (_panoptic_segments(exported, table, tax) if "coco-panoptic" in formats
+                        else ([], {}))
+    luts = _picture_tables(formats, exported, table, settings, colors)
+    if luts:
+        # Every picture is a small table looked up at each pixel of one label map; the PNG
+        # writer needs only where labels change between rows, computed once for all.
+        changes = RowChanges(compact_labels(id_map, table.ids))
+        for fmt, lut in luts:
+            emit(fmt, encode_lut_png(changes, lut))
+    if "coco-panoptic" in formats:
+        out.panoptic_annotation = dumps(  # the SDK's key order
+            {"segments_info": segments,
+             "file_name": paths.sample_file("coco-panoptic", sample.stem,
+                                            settings.labelset).split("/", 1)[1],
+             "image_id": sample.image_id})
+    if "yolo" in formats:
+        emit("yolo", _yolo_lines(exported, table, tax).encode("ascii"))
+    return out
+
+
+def _exported_instances(sample: Sample, table: InstanceTable, tax: Taxonomy):
+    """([(annotation, table row)] in annotation order, warnings) - see the contract."""
+    exported, empty, unknown = [], [], []
     for ann in sample.annotations:
         row = table.lookup(ann.id)
         if row < 0:
@@ -101,84 +135,69 @@ def export_sample(
         else:
             exported.append((ann, row))
     orphans = set(table.ids.tolist()) - {a.id for a in sample.annotations}
+    notes = []
     if empty:
-        warnings.append(f"annotations without pixels: {_ids(empty)}")
+        notes.append(f"annotations without pixels: {_ids(empty)}")
     if unknown:
-        warnings.append(f"annotations with a category not in the taxonomy: {_ids(unknown)}")
+        notes.append(f"annotations with a category not in the taxonomy: {_ids(unknown)}")
     if orphans:
-        warnings.append(f"bitmap ids without an annotation (left out): {_ids(orphans)}")
+        notes.append(f"bitmap ids without an annotation (left out): {_ids(orphans)}")
+    return exported, notes
 
+
+def _category_stats(exported, table: InstanceTable) -> tuple[tuple[int, int, int], ...]:
     stats: dict[int, list[int]] = {}
     for ann, row in exported:
         s = stats.setdefault(ann.category_id, [0, 0])
         s[0] += 1
         s[1] += int(table.area[row])
-    file_name = paths.image_file_name(sample.stem, image_ext)
-    out = SampleOutput([], None, [], None, len(exported), warnings, [],
-                       tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
-    if formats & {"coco-instance", "coco-panoptic"}:
-        out.coco_image = dumps({"id": sample.image_id, "file_name": file_name, "height": h, "width": w})
-    if "coco-instance" in formats:
-        rles = table.rles([row for _, row in exported])
-        out.coco_annotations = [_coco_annotation(sample, ann, table, row, rle)
-                                for (ann, row), rle in zip(exported, rles)]
+    return tuple((c, n, px) for c, (n, px) in sorted(stats.items()))
 
-    pictures = formats & {"coco-panoptic", "instance", "semantic", "instance-color", "semantic-color"}
-    # Every picture is a small table looked up at each pixel of one label map; the PNG
-    # writer needs only where labels change between rows, computed once for all pictures.
-    changes = RowChanges(compact_labels(id_map, table.ids)) if pictures else None
+
+def _picture_tables(formats: set[str], exported, table: InstanceTable, settings: ExportSettings,
+                    panoptic_colors: dict[int, tuple[int, int, int]]
+                    ) -> list[tuple[str, np.ndarray]]:
+    """(format, lookup table indexed by table row + 1; row 0 is background) per picture."""
+    tax = settings.taxonomy
     n = len(table) + 1
     ids = np.zeros(n, np.int64)
-    cats = np.zeros(n, np.int64)
-    is_exported = np.zeros(n, bool)
+    rows = [row + 1 for _, row in exported]
     for ann, row in exported:
         ids[row + 1] = ann.id
-        cats[row + 1] = ann.category_id
-        is_exported[row + 1] = True
-
-    def emit(fmt: str, lut: np.ndarray) -> None:
-        rel = paths.sample_file(fmt, sample.stem, settings.labelset)
-        out.files.append((rel, encode_lut_png(changes, lut)))
-        out.artifacts.append((fmt, rel))
-
+    luts = []
     if "instance" in formats:
-        emit("instance", _instance_lut(ids, settings.instance_png))
+        luts.append(("instance", _instance_lut(ids, settings.instance_png)))
     if "semantic" in formats:
         lut = np.zeros(n, tax.semantic_dtype)
-        lut[is_exported] = [tax.semantic_value(int(c)) for c in cats[is_exported]]
-        emit("semantic", lut)
+        for ann, row in exported:
+            lut[row + 1] = tax.semantic_value(ann.category_id)
+        luts.append(("semantic", lut))
     if "instance-color" in formats:
         lut = np.zeros((n, 3), np.uint8)
-        for r in np.flatnonzero(is_exported):
+        for r in rows:
             lut[r] = COLORMAP[(int(ids[r]) - 1) % len(COLORMAP)]
-        emit("instance-color", lut)
+        luts.append(("instance-color", lut))
     if "semantic-color" in formats:
         lut = np.zeros((n, 3), np.uint8)
-        for r in np.flatnonzero(is_exported):
-            lut[r] = tax.color(int(cats[r]))
-        emit("semantic-color", lut)
-    if "coco-panoptic" in formats:
-        segments, colors = _panoptic_segments(exported, table, tax)
-        lut = np.zeros((n, 3), np.uint8)
-        for row, color in colors.items():
-            lut[row + 1] = color
-        emit("coco-panoptic", lut)
-        out.panoptic_annotation = dumps(  # the SDK's key order
-            {"segments_info": segments, "file_name": out.artifacts[-1][1].split("/", 1)[1],
-             "image_id": sample.image_id}
-        )
-    if "yolo" in formats:
-        lines = []
         for ann, row in exported:
-            x0, y0, bw, bh = table.bbox_xywh(row)
-            lines.append(
-                f"{tax.position(ann.category_id)} {(x0 + bw / 2) / w:.6f} {(y0 + bh / 2) / h:.6f}"
-                f" {bw / w:.6f} {bh / h:.6f}\n"
-            )
-        rel = paths.sample_file("yolo", sample.stem, settings.labelset)
-        out.files.append((rel, "".join(lines).encode("ascii")))
-        out.artifacts.append(("yolo", rel))
-    return out
+            lut[row + 1] = tax.color(ann.category_id)
+        luts.append(("semantic-color", lut))
+    if "coco-panoptic" in formats:
+        lut = np.zeros((n, 3), np.uint8)
+        for row, color in panoptic_colors.items():
+            lut[row + 1] = color
+        luts.append(("coco-panoptic", lut))
+    return luts
+
+
+def _yolo_lines(exported, table: InstanceTable, tax: Taxonomy) -> str:
+    lines = []
+    h, w = table.height, table.width
+    for ann, row in exported:
+        x0, y0, bw, bh = table.bbox_xywh(row)
+        lines.append(f"{tax.position(ann.category_id)} {(x0 + bw / 2) / w:.6f} "
+                     f"{(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n")
+    return "".join(lines)
 
 
 def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int, rle: dict) -> str:
