@@ -32,6 +32,8 @@ class ExportConfig:
     manifest_rows_per_shard: int = 100_000
     http_timeout: float = 30.0
     http_attempts: int = 5
+    max_failures: int | None = None  # exit 3 when more samples fail than this
+    max_failure_ratio: float | None = None  # ... or more than this share of selected samples
 
     @property
     def selection(self) -> release.Selection:
@@ -136,6 +138,15 @@ def _validate(cfg: ExportConfig) -> None:
     for name in ("coco_shard_size", "manifest_rows_per_shard", "http_attempts"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: expected a positive integer")
+    if cfg.max_failures is not None and (isinstance(cfg.max_failures, bool)
+                                         or not isinstance(cfg.max_failures, int)
+                                         or cfg.max_failures < 0):
+        raise ConfigError("max_failures: expected a non-negative integer")
+    if cfg.max_failure_ratio is not None and (
+            isinstance(cfg.max_failure_ratio, bool)
+            or not isinstance(cfg.max_failure_ratio, (int, float))
+            or not 0 <= cfg.max_failure_ratio <= 1):
+        raise ConfigError("max_failure_ratio: expected a number between 0 and 1")
     if cfg.http_timeout <= 0:
         raise ConfigError("http_timeout: expected a positive number of seconds")
     if not cfg.output:

@@ -58,6 +58,12 @@ class ExportOptions(PipelineOptions):
                        help="Rows per manifest Parquet file (default 100000).")
         g.add_argument("--http_timeout", type=float, default=None,
                        help="Seconds per HTTP request (default 30).")
+        g.add_argument("--max_failures", type=int, default=None,
+                       help="Exit with code 3 when more samples than this fail (every other "
+                            "sample is still exported). Default: no limit.")
+        g.add_argument("--max_failure_ratio", type=float, default=None,
+                       help="Exit with code 3 when more than this share (0..1) of the selected "
+                            "samples fail. Default: no limit.")
         g.add_argument("--validate", action="store_true", default=False,
                        help="After the export, re-open every output with the readers users load "
                             "it with (python -m pipeline.validate) and exit 1 on any problem.")

@@ -92,7 +92,8 @@ def prepare(argv: Sequence[str] | None = None):
     export_flags = {k: flags.get(k) for k in (
         "release", "output", "config", "formats", "labelset", "filter_by",
         "filter_by_metadata", "images", "id_increment", "instance_png", "coco_shard_size",
-        "manifest_rows_per_shard", "http_timeout", "http_attempts")}
+        "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
+        "max_failure_ratio")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         header = release.scan_header(stream)
@@ -174,11 +175,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
     report_path = storage.join(cfg.output, REPORT)
+    summary = None
     try:
         summary = json.loads(storage.read_bytes(report_path))
         print(format_table(summary), file=sys.stderr)
     except (OSError, ValueError):
         _LOGGER.warning("no run report at %s", storage.redact(report_path))
+    counts["budget_exceeded"] = _over_budget(cfg, summary)
     if options.view_as(ExportOptions).validate:
         from pipeline import validate
 
@@ -186,6 +189,19 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         validate.print_report(report)
         counts["validation_problems"] = sum(len(p) for p in report.problems.values())
     return counts
+
+
+def _over_budget(cfg, report: dict | None) -> str:
+    """Why the failure budget is exceeded, or "" (from the run report's counts)."""
+    if report is None or (cfg.max_failures is None and cfg.max_failure_ratio is None):
+        return ""
+    failed, selected = report["samples"]["failed"], report["samples"]["selected"]
+    if cfg.max_failures is not None and failed > cfg.max_failures:
+        return f"{failed} samples failed, more than --max_failures {cfg.max_failures}"
+    if cfg.max_failure_ratio is not None and selected and failed / selected > cfg.max_failure_ratio:
+        return (f"{failed} of {selected} selected samples failed ({failed / selected:.1%}), more "
+                f"than --max_failure_ratio {cfg.max_failure_ratio}")
+    return ""
 
 
 def _counts(result) -> dict[str, int]:
@@ -252,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         raise
+    if counts.get("budget_exceeded"):
+        print(f"error: failure budget exceeded: {counts['budget_exceeded']} (every other sample "
+              f"was exported; see {paths.FAILURES})", file=sys.stderr)
+        sys.exit(3)
     if counts.get("validation_problems"):
         sys.exit(1)
 

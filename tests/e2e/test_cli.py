@@ -145,3 +145,28 @@ def test_semantic_values_out_of_range_fail_before_any_work(tmp_path, increment, 
     result = _cli("--output", str(out), "--id_increment", increment)
     assert result.returncode == 2 and message in result.stderr
     assert not out.exists()
+
+
+def _release_with_one_bad_sample(tmp_path):
+    truth = synth.make_release(str(tmp_path), samples=3, instances=2, seed=4)
+    (tmp_path / truth[1].bitmap_file).write_bytes(b"corrupt")
+    return str(tmp_path / "release.json")
+
+
+@pytest.mark.parametrize("budget,code", [
+    (["--max_failures", "0"], 3),
+    (["--max_failures", "1"], 0),
+    (["--max_failure_ratio", "0.2"], 3),   # 1 of 3 selected = 33 %
+    (["--max_failure_ratio", "0.5"], 0),
+])
+def test_failure_budget(tmp_path, budget, code):
+    out = tmp_path / "out"
+    result = _cli("--release", _release_with_one_bad_sample(tmp_path), "--output", str(out),
+                  "--direct_running_mode=in_memory", *budget)
+    assert result.returncode == code, result.stderr
+    if code:
+        assert "error: failure budget exceeded: " in result.stderr
+        assert "every other sample was exported" in result.stderr
+    # Either way the outputs are complete for the two good samples.
+    assert len(json.loads((out / "coco-instance.json").read_text())["images"]) == 2
+    assert len((out / "failures.jsonl").read_text().splitlines()) == 1
