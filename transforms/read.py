@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import errors, release, storage
+from transforms.formats import release, storage
 from transforms.formats.types import FAILED, SKIPPED, ManifestRow
 from transforms.progress import Ticker
 
@@ -23,55 +23,36 @@ class _ReadReleaseFn(beam.DoFn):
                  progress_dir: str | None = None):
         self._info = info
         self._selection = selection
-        self._ticker = Ticker(progress_dir)  # rows that never reach the export step
+        self._ticker = Ticker(progress_dir)
         self._read = Metrics.counter("export", "samples_read")
         self._selected = Metrics.counter("export", "samples_selected")
         self._skipped = Metrics.counter("export", "samples_skipped")
         self._failed = Metrics.counter("export", "samples_failed")
 
     def process(self, uri: str):
-        info, selection = self._info, self._selection
-        index = read = 0
+        read = selected = 0
         with storage.open_release(uri) as stream:
-            for position, raw in enumerate(release.iter_raw_samples(stream, info.samples_prefix)):
+            for d in release.decide(stream, self._info, self._selection):
                 read += 1
                 self._read.inc()
-                uuid, name = release.identity(raw, position)
-                try:
-                    status = release.sample_status(raw, info.labelset)
-                except errors.SampleError as e:
+                if d.selected:
+                    selected += 1
+                    self._selected.inc()
+                if d.sample is not None:
+                    yield d.sample
+                    continue
+                self._ticker.tick()  # rows that never reach the export step
+                if d.failed is not None:
                     self._failed.inc()
-                    self._ticker.tick()
-                    yield pvalue.TaggedOutput(ROWS, ManifestRow(
-                        position, uuid, name, FAILED, reason=e.reason, stage=e.stage))
-                    continue
-                reason = release.filter_reason(raw, status, selection)
-                if reason is not None:
-                    self._skipped.inc()
-                    self._ticker.tick()
-                    yield pvalue.TaggedOutput(ROWS, ManifestRow(position, uuid, name, SKIPPED,
-                                                                reason=reason))
-                    continue
-                self._selected.inc()
-                image_id = index + 1
-                reason = release.skip_reason(raw, info.labelset)
-                if reason is not None:
-                    self._skipped.inc()
-                    self._ticker.tick()
-                    yield pvalue.TaggedOutput(ROWS, ManifestRow(
-                        position, uuid, name, SKIPPED, image_id=image_id, reason=reason))
+                    row = ManifestRow(d.position, d.uuid, d.name, FAILED, image_id=d.image_id,
+                                      reason=d.failed.reason, stage=d.failed.stage)
                 else:
-                    try:
-                        yield release.parse_sample(raw, position, index, info)
-                    except errors.SampleError as e:
-                        self._failed.inc()
-                        self._ticker.tick()
-                        yield pvalue.TaggedOutput(ROWS, ManifestRow(
-                            position, uuid, name, FAILED, image_id=image_id, reason=e.reason,
-                            stage=e.stage))
-                index += 1
+                    self._skipped.inc()
+                    row = ManifestRow(d.position, d.uuid, d.name, SKIPPED, image_id=d.image_id,
+                                      reason=d.skipped)
+                yield pvalue.TaggedOutput(ROWS, row)
         self._ticker.close()
-        _LOGGER.info("read %d samples, %d selected", read, index)
+        _LOGGER.info("read %d samples, %d selected", read, selected)
 
 
 class ReadRelease(beam.PTransform):

@@ -496,39 +496,68 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
     )
 
 
-def plan(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> dict[str, Any]:
-    """What an export would do, without fetching anything (`--dry_run`).
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What happens to one sample of the release (the reader's and --dry_run's rules)."""
 
-    Applies exactly the reader's rules to every sample: counts per label status, samples to
-    export, skip reasons, malformed samples (with the first few reasons).
-    """
+    position: int
+    uuid: str
+    name: str
+    status: str | None  # label status; None when the sample is too malformed to tell
+    sample: Sample | None = None  # set when the sample is to be exported
+    skipped: str | None = None  # reason, when skipped (filtered out, no label, ...)
+    failed: errors.SampleError | None = None  # when malformed
+    image_id: int | None = None  # selected samples keep their number even when skipped
+
+    @property
+    def selected(self) -> bool:
+        return self.image_id is not None
+
+
+def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterator[Decision]:
+    """Streams the samples and decides each one's fate, in release order."""
+    index = 0
+    for position, raw in enumerate(iter_raw_samples(stream, info.samples_prefix)):
+        uuid, name = identity(raw, position)
+        try:
+            status = sample_status(raw, info.labelset)
+        except errors.SampleError as e:
+            yield Decision(position, uuid, name, None, failed=e)
+            continue
+        reason = filter_reason(raw, status, selection)
+        if reason is not None:
+            yield Decision(position, uuid, name, status, skipped=reason)
+            continue
+        image_id = index + 1
+        reason = skip_reason(raw, info.labelset)
+        if reason is not None:
+            yield Decision(position, uuid, name, status, skipped=reason, image_id=image_id)
+        else:
+            try:
+                sample = parse_sample(raw, position, index, info)
+            except errors.SampleError as e:
+                yield Decision(position, uuid, name, status, failed=e, image_id=image_id)
+            else:
+                yield Decision(position, uuid, name, status, sample=sample, image_id=image_id)
+        index += 1
+
+
+def plan(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> dict[str, Any]:
+    """What an export would do, without fetching anything (`--dry_run`): `decide` counted."""
     statuses: dict[str, int] = {}
     skipped: dict[str, int] = {}
     malformed: list[str] = []
     to_export = failing = 0
-    index = 0
-    for position, raw in enumerate(iter_raw_samples(stream, info.samples_prefix)):
-        try:
-            status = sample_status(raw, info.labelset)
-        except errors.SampleError as e:
+    for d in decide(stream, info, selection):
+        if d.status is not None:
+            statuses[d.status] = statuses.get(d.status, 0) + 1
+        if d.skipped is not None:
+            skipped[d.skipped] = skipped.get(d.skipped, 0) + 1
+        elif d.failed is not None:
             failing += 1
-            malformed.append(f"#{position}: {e.reason}")
-            continue
-        statuses[status] = statuses.get(status, 0) + 1
-        reason = filter_reason(raw, status, selection) or skip_reason(raw, info.labelset)
-        if reason is not None and reason.startswith("filtered"):
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        if reason is not None:
-            skipped[reason] = skipped.get(reason, 0) + 1
+            malformed.append(f"#{d.position}: {d.failed.reason}")
         else:
-            try:
-                parse_sample(raw, position, index, info)
-                to_export += 1
-            except errors.SampleError as e:
-                failing += 1
-                malformed.append(f"#{position}: {e.reason}")
-        index += 1
+            to_export += 1
     return {"samples": info.sample_count, "statuses": dict(sorted(statuses.items())),
             "to_export": to_export, "skipped": dict(sorted(skipped.items())),
             "malformed": failing, "malformed_examples": malformed[:10]}
