@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from pipeline import EXAMPLE_RELEASE
-from transforms.formats import release
+from transforms.formats import chunking, release
 from transforms.formats.types import FORMATS
 
 
@@ -34,6 +34,13 @@ class ExportConfig:
     http_attempts: int = 5
     max_failures: int | None = None  # exit 3 when more samples fail than this
     max_failure_ratio: float | None = None  # ... or more than this share of selected samples
+    chunk_samples: int | str = "auto"  # local runs: samples per chunk; 0 = one chunk
+
+    def chunk_size(self, local: bool) -> int:
+        """Samples per chunk for this run (0: the release in one pipeline)."""
+        if self.chunk_samples == "auto":
+            return chunking.AUTO_CHUNK_SAMPLES if local else 0
+        return int(self.chunk_samples)
 
     @property
     def selection(self) -> release.Selection:
@@ -74,6 +81,8 @@ def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
         out["formats"] = _formats(out["formats"], f"{where} formats")
     if "filter_by" in out and out["filter_by"] is not None:
         out["filter_by"] = _statuses(out["filter_by"], f"{where} filter_by")
+    if isinstance(out.get("chunk_samples"), str) and out["chunk_samples"].strip().isdigit():
+        out["chunk_samples"] = int(out["chunk_samples"])
     if "filter_by_metadata" in out:
         value = out["filter_by_metadata"] or ()
         if isinstance(value, dict):
@@ -147,6 +156,9 @@ def _validate(cfg: ExportConfig) -> None:
             or not isinstance(cfg.max_failure_ratio, (int, float))
             or not 0 <= cfg.max_failure_ratio <= 1):
         raise ConfigError("max_failure_ratio: expected a number between 0 and 1")
+    chunk = cfg.chunk_samples
+    if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
+        raise ConfigError(f"chunk_samples: expected auto, 0 or a positive integer, got {chunk!r}")
     if cfg.http_timeout <= 0:
         raise ConfigError("http_timeout: expected a positive number of seconds")
     if not cfg.output:

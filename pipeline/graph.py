@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import apache_beam as beam
@@ -15,13 +16,15 @@ from transforms import (
     WriteFailures,
     WriteManifest,
 )
+from transforms.coco import WriteCocoFragments
 from transforms.export import ExportJob
-from transforms.formats import coco, paths, storage, yolo
+from transforms.formats import chunking, coco, paths, storage, yolo
 from transforms.formats.release import ReleaseInfo
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
-from transforms.report import WritePreview, WriteReport
-from transforms.write import WriteOnce
+from transforms.read import ReadChunk
+from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
+from transforms.write import WriteManifestParts, WriteOnce
 
 
 def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]) -> dict:
@@ -38,8 +41,20 @@ def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class ChunkRun:
+    """One chunk of a chunked run (`chunking`): what to read, where its parts go."""
+
+    chunk: chunking.Chunk
+    stems_path: str
+    id_base: int  # coco-instance annotations of the chunks before this one
+
+
 def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
-          formats: tuple[str, ...], progress_dir: str | None = None) -> dict[str, Any]:
+          formats: tuple[str, ...], progress_dir: str | None = None,
+          chunk: ChunkRun | None = None) -> dict[str, Any]:
+    """The export's steps. With `chunk`, only that chunk's samples, and the global files
+    (COCO, manifest, failures, report, preview) as parts for `chunking.merge`."""
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png)
@@ -48,12 +63,21 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                     http_attempts=cfg.http_attempts, progress_dir=progress_dir)
     temp = storage.join(cfg.output, paths.TEMP_DIR)
 
-    read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection, progress_dir)
-    # samples: Sample (selected, labelled); rows: ManifestRow (filtered, skipped, malformed)
-    named = read.samples | "AssignStems" >> AssignStems()
+    if chunk is None:
+        read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection,
+                                                   progress_dir)
+        # samples: Sample (selected, labelled); rows: ManifestRow (filtered, skipped, malformed)
+        named = read.samples | "AssignStems" >> AssignStems()
+    else:
+        read = root | "ReadChunk" >> ReadChunk(chunk.chunk.path, chunk.stems_path, progress_dir)
+        # Stems are final already; without a reshuffle, fusion would keep every sample on
+        # the reader's worker.
+        named = read.samples | "Spread" >> beam.Reshuffle()
     exported = named | "ExportSamples" >> ExportSamples(job)
     # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON); rows: ManifestRow
     rows = (read.rows, exported.rows) | "AllRows" >> beam.Flatten()
+    if chunk is not None:
+        return _chunk_outputs(root, cfg, formats, chunk, exported, rows)
     outputs: dict[str, Any] = {
         "manifest": rows | "WriteManifest" >> WriteManifest(
             cfg.output, info.sample_count, cfg.manifest_rows_per_shard),
@@ -61,27 +85,59 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
         "report": rows | "WriteReport" >> WriteReport(cfg.output, report_header(cfg, info, formats)),
         "preview": exported.preview | "WritePreview" >> WritePreview(cfg.output, taxonomy),
     }
-    if "coco-instance" in formats:
-        outputs["coco-instance"] = (
+    for fmt, header in coco_headers(info, taxonomy, formats).items():
+        outputs[fmt] = (
             exported.parts
-            | "CocoInstanceParts" >> beam.MapTuple(lambda i, img, anns, pan: (i, img, anns))
-            | "WriteCocoInstance" >> WriteCocoDocument(
-                storage.join(cfg.output, paths.COCO_INSTANCE_JSON),
-                coco.instance_header(info.name, info.dataset_name, taxonomy),
-                storage.join(temp, "coco-instance"), assign_ids=True,
-                shard_size=cfg.coco_shard_size)
-        )
-    if "coco-panoptic" in formats:
-        outputs["coco-panoptic"] = (
-            exported.parts
-            | "CocoPanopticParts" >> beam.MapTuple(lambda i, img, anns, pan: (i, img, (pan,)))
-            | "WriteCocoPanoptic" >> WriteCocoDocument(
-                storage.join(cfg.output, paths.COCO_PANOPTIC_JSON),
-                coco.panoptic_header(info.name, info.dataset_name, taxonomy),
-                storage.join(temp, "coco-panoptic"), assign_ids=False,
+            | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
+            | f"Write{_STEP[fmt]}" >> WriteCocoDocument(
+                storage.join(cfg.output, chunking.COCO_FILES[fmt]), header,
+                storage.join(temp, fmt), assign_ids=fmt == "coco-instance",
                 shard_size=cfg.coco_shard_size)
         )
     if "yolo" in formats:
         outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
             storage.join(cfg.output, paths.YOLO_DATA_YAML), yolo.data_yaml(taxonomy))
+    return outputs
+
+
+_STEP = {"coco-instance": "CocoInstance", "coco-panoptic": "CocoPanoptic"}
+
+
+def _coco_part(part, fmt: str):
+    """(index, image, annotations, panoptic) -> (index, image, bodies) of one COCO file."""
+    index, image, anns, panoptic = part
+    return (index, image, anns) if fmt == "coco-instance" else (index, image, (panoptic,))
+
+
+def coco_headers(info: ReleaseInfo, taxonomy: Taxonomy, formats: tuple[str, ...]) -> dict:
+    """{COCO format: document header} for the COCO formats being exported."""
+    out = {}
+    if "coco-instance" in formats:
+        out["coco-instance"] = coco.instance_header(info.name, info.dataset_name, taxonomy)
+    if "coco-panoptic" in formats:
+        out["coco-panoptic"] = coco.panoptic_header(info.name, info.dataset_name, taxonomy)
+    return out
+
+
+def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, rows) -> dict:
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+    parts = chunking.PartPaths(temp, chunk.chunk.number)
+    outputs: dict[str, Any] = {
+        "manifest": rows | "WriteManifestParts" >> WriteManifestParts(
+            parts, cfg.manifest_rows_per_shard),
+        "failures": rows | "WriteFailures" >> WriteFailures(cfg.output, parts.failures),
+        "report": rows | "WriteReportPart" >> WriteReportPart(parts.report),
+        "preview": exported.preview | "WritePreviewPart" >> WritePreviewPart(parts.preview),
+    }
+    for fmt in ("coco-instance", "coco-panoptic"):
+        if fmt in formats:
+            instance = fmt == "coco-instance"
+            outputs[fmt] = (
+                exported.parts
+                | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
+                | f"Write{_STEP[fmt]}Fragments" >> WriteCocoFragments(
+                    parts.coco_dir(fmt), assign_ids=instance, shard_size=cfg.coco_shard_size,
+                    chunk=chunk.chunk.number, id_base=chunk.id_base,
+                    total_path=parts.coco_total(fmt) if instance else None)
+            )
     return outputs

@@ -56,6 +56,11 @@ class ExportOptions(PipelineOptions):
                        help="Samples per COCO fragment shard (default 1000).")
         g.add_argument("--manifest_rows_per_shard", type=int, default=None,
                        help="Rows per manifest Parquet file (default 100000).")
+        g.add_argument("--chunk_samples", default=None, metavar="auto|0|N",
+                       help="Local runs: export the release in consecutive chunks of N samples, "
+                            "one pipeline each, merged into one export (byte-identical to an "
+                            "unchunked run), so memory stays bounded by the chunk. auto "
+                            "(default): 5000 on local runners, off on Dataflow; 0: off.")
         g.add_argument("--http_timeout", type=float, default=None,
                        help="Seconds per HTTP request (default 30).")
         g.add_argument("--max_failures", type=int, default=None,

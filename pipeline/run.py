@@ -27,8 +27,9 @@ from pipeline import config as config_mod
 from pipeline import graph
 from pipeline.options import ExportOptions
 from transforms import progress
-from transforms.formats import errors, paths, release, storage
+from transforms.formats import chunking, errors, paths, release, storage, yolo
 from transforms.formats.report import format_table
+from transforms.formats.taxonomy import Taxonomy
 from transforms.report import REPORT
 
 _LOGGER = logging.getLogger("pipeline")
@@ -93,7 +94,7 @@ def prepare(argv: Sequence[str] | None = None):
         "release", "output", "config", "formats", "labelset", "filter_by",
         "filter_by_metadata", "images", "id_increment", "instance_png", "coco_shard_size",
         "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
-        "max_failure_ratio")}
+        "max_failure_ratio", "chunk_samples")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         header = release.scan_header(stream)
@@ -111,13 +112,18 @@ def prepare(argv: Sequence[str] | None = None):
                 raise errors.ReleaseError(
                     f"--id_increment: category {c.id} ({c.name}) + {cfg.id_increment} = {value} "
                     "does not fit a semantic PNG (0..65535)")
+    runner_name = options.view_as(StandardOptions).runner
+    if cfg.chunk_samples not in ("auto", 0) and runner_name not in _LOCAL_RUNNERS:
+        raise config_mod.ConfigError(
+            f"--chunk_samples: chunked runs are for local runners, not {runner_name} (it keeps "
+            "nothing in the launcher's memory); use --chunk_samples 0 or auto")
     storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
     if flags.get("validate") and storage.scheme(cfg.output):
         raise config_mod.ConfigError("--validate: only local output folders can be validated")
     return options, cfg, info, tuple(formats), argv
 
 
-def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...]) -> dict:
+def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...], local: bool = True) -> dict:
     """--dry_run: the export's plan, from one streaming pass over the release."""
     with storage.open_release(cfg.release) as stream:
         plan = release.plan(stream, info, cfg.selection)
@@ -130,6 +136,10 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...]) -> dict:
         f"would export {plan['to_export']} samples to {', '.join(formats)} "
         f"(images: {cfg.images}) in {storage.redact(cfg.output)}",
     ]
+    chunk = cfg.chunk_size(local)
+    if chunk and info.sample_count > chunk:
+        lines.append(f"in chunks of up to {chunk} samples (--chunk_samples), one local "
+                     "pipeline each, merged into one export")
     lines += [f"  skip {n:>7}  {reason}" for reason, n in plan["skipped"].items()]
     if plan["malformed"]:
         lines.append(f"  {plan['malformed']} malformed samples would fail, e.g.:")
@@ -141,30 +151,36 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...]) -> dict:
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Runs the export; returns the sample counts. Raises ValueError before any work."""
     options, cfg, info, formats, argv = prepare(argv)
+    local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
     if is_dry_run(options):
-        plan = dry_run(cfg, info, formats)
-        if options.view_as(StandardOptions).runner in _LOCAL_RUNNERS:
+        plan = dry_run(cfg, info, formats, local)
+        if local:
             return plan
+    chunk_size = cfg.chunk_size(local)
+    chunked = bool(chunk_size) and info.sample_count > chunk_size
     runner, runner_name = _local_runner(options, argv)
     _LOGGER.info(
-        "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s",
+        "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s%s",
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,
-        storage.redact(cfg.output), ", ".join(formats), runner_name)
+        storage.redact(cfg.output), ", ".join(formats), runner_name,
+        f"; chunks of {chunk_size} samples" if chunked else "")
     # A rerun replaces the previous export (and a killed run's leftovers) in full, so no
     # stale shard or per-sample file can mix with the new one.
     for entry in storage.check_output(cfg.output, paths.OWNED):
         storage.remove_tree(storage.join(cfg.output, entry))
     started = time.monotonic()
-    local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
     with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
-        pipeline = beam.Pipeline(runner=runner, options=options)
-        graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
-        with progress.Monitor(ticks, info.sample_count) if local else contextlib.nullcontext():
-            result = pipeline.run()
-            result.wait_until_finish()
+        if chunked:
+            counts = _run_chunked(options, argv, cfg, info, formats, chunk_size, ticks)
+        else:
+            pipeline = beam.Pipeline(runner=runner, options=options)
+            graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
+            with progress.Monitor(ticks, info.sample_count) if local else contextlib.nullcontext():
+                result = pipeline.run()
+                result.wait_until_finish()
+            counts = _counts(result)
     storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     elapsed = time.monotonic() - started
-    counts = _counts(result)
     counts["samples"] = info.sample_count
     rate = counts.get("samples_exported", 0) / elapsed if elapsed > 0 else 0.0
     _LOGGER.info(
@@ -188,6 +204,42 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         report = validate.validate(cfg.output)
         validate.print_report(report)
         counts["validation_problems"] = sum(len(p) for p in report.problems.values())
+    return counts
+
+
+def _run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) -> dict[str, int]:
+    """The release as consecutive chunks, one local pipeline each, merged (`chunking`)."""
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+    folder = storage.join(temp, "chunks")
+    t0 = time.monotonic()
+    with storage.open_release(cfg.release) as stream:
+        chunks = chunking.split(stream, info, cfg.selection, folder, chunk_size)
+    _LOGGER.info("release split into %d chunks in %.1f s", len(chunks), time.monotonic() - t0)
+    counts: dict[str, int] = {}
+    id_base = 0
+    with progress.Monitor(ticks, info.sample_count):
+        for c in chunks:
+            runner, _ = _local_runner(options, argv)
+            pipeline = beam.Pipeline(runner=runner, options=options)
+            run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), id_base)
+            graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=run)
+            result = pipeline.run()
+            result.wait_until_finish()
+            for name, value in _counts(result).items():
+                counts[name] = counts.get(name, 0) + value
+            if "coco-instance" in formats:
+                id_base += chunking.read_total(
+                    chunking.PartPaths(temp, c.number).coco_total("coco-instance"))
+            storage.remove_tree(c.path)  # its samples are exported; free the disk space
+        taxonomy = Taxonomy(info.categories, cfg.id_increment)
+        small = {}
+        if "yolo" in formats:
+            small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
+        chunking.merge(cfg.output, temp, chunks, samples=info.sample_count,
+                       rows_per_shard=cfg.manifest_rows_per_shard,
+                       coco_headers=graph.coco_headers(info, taxonomy, formats),
+                       report_header=graph.report_header(cfg, info, formats),
+                       taxonomy=taxonomy, small_files=small)
     return counts
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import release, storage
-from transforms.formats.types import FAILED, SKIPPED, ManifestRow
+from transforms.formats import chunking, release, storage
+from transforms.formats.types import FAILED
 from transforms.progress import Ticker
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,14 +43,8 @@ class _ReadReleaseFn(beam.DoFn):
                     yield d.sample
                     continue
                 self._ticker.tick()  # rows that never reach the export step
-                if d.failed is not None:
-                    self._failed.inc()
-                    row = ManifestRow(d.position, d.uuid, d.name, FAILED, image_id=d.image_id,
-                                      reason=d.failed.reason, stage=d.failed.stage)
-                else:
-                    self._skipped.inc()
-                    row = ManifestRow(d.position, d.uuid, d.name, SKIPPED, image_id=d.image_id,
-                                      reason=d.skipped)
+                row = chunking.decision_row(d)
+                (self._failed if row.status == FAILED else self._skipped).inc()
                 yield pvalue.TaggedOutput(ROWS, row)
         self._ticker.close()
         _LOGGER.info("read %d samples, %d selected", read, selected)
@@ -71,4 +66,48 @@ class ReadRelease(beam.PTransform):
             | "Stream" >> beam.ParDo(_ReadReleaseFn(
                 self._info, self._selection, self._progress_dir)).with_outputs(
                 ROWS, main="samples")
+        )
+
+
+class _ReadChunkFn(beam.DoFn):
+    """chunk file -> Sample with its final stem; ROWS gets the chunk's other ManifestRows."""
+
+    def __init__(self, stems_path: str, progress_dir: str | None = None):
+        self._stems_path = stems_path
+        self._ticker = Ticker(progress_dir)
+        self._read = Metrics.counter("export", "samples_read")
+        self._selected = Metrics.counter("export", "samples_selected")
+        self._skipped = Metrics.counter("export", "samples_skipped")
+        self._failed = Metrics.counter("export", "samples_failed")
+
+    def process(self, path: str):
+        stems = pickle.loads(storage.read_bytes(self._stems_path))
+        for kind, item, selected in chunking.chunk_items(path, stems):
+            self._read.inc()
+            if selected:
+                self._selected.inc()
+            if kind == "sample":
+                yield item
+                continue
+            self._ticker.tick()
+            (self._failed if item.status == FAILED else self._skipped).inc()
+            yield pvalue.TaggedOutput(ROWS, item)
+        self._ticker.close()
+
+
+class ReadChunk(beam.PTransform):
+    """PBegin -> Sample (one chunk of a chunked run, with final stems); ROWS gets
+    ManifestRow. The chunk file is written by `chunking.split` in the launcher."""
+
+    def __init__(self, chunk_path: str, stems_path: str, progress_dir: str | None = None):
+        super().__init__()
+        self._chunk_path, self._stems_path = chunk_path, stems_path
+        self._progress_dir = progress_dir
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Path" >> beam.Create([self._chunk_path])
+            | "Stream" >> beam.ParDo(_ReadChunkFn(
+                self._stems_path, self._progress_dir)).with_outputs(ROWS, main="samples")
         )

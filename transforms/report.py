@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import pickle
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import paths, preview, storage
+from transforms.formats import paths, preview, report, storage
 from transforms.formats.report import ReportAccumulator
 from transforms.formats.taxonomy import Taxonomy
 
@@ -18,8 +18,8 @@ PREVIEW = paths.PREVIEW
 class _ReportCombineFn(beam.CombineFn):
     """Adapter around the pure, order-independent ReportAccumulator."""
 
-    def __init__(self, header: dict):
-        self._acc, self._header = ReportAccumulator(), header
+    def __init__(self, header: dict | None):
+        self._acc, self._header = ReportAccumulator(), header  # None: output the accumulator
 
     def create_accumulator(self):
         return self._acc.create()
@@ -31,12 +31,11 @@ class _ReportCombineFn(beam.CombineFn):
         return self._acc.merge(accs)
 
     def extract_output(self, acc):
-        return self._acc.finalize(acc, self._header)
+        return acc if self._header is None else self._acc.finalize(acc, self._header)
 
 
-def _write_json(report: dict, path: str) -> str:
-    text = json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    storage.write_bytes(path, text.encode("utf-8"))
+def _write_json(summary: dict, path: str) -> str:
+    storage.write_bytes(path, report.report_bytes(summary))
     return path
 
 
@@ -54,8 +53,7 @@ class WriteReport(beam.PTransform):
 
 
 def _write_preview(path: str, taxonomy: Taxonomy, thumbs) -> str:
-    ordered = [(name, thumb) for _, name, thumb in sorted(thumbs, key=lambda t: t[0])]
-    storage.write_bytes(path, preview.contact_sheet(ordered, taxonomy))
+    storage.write_bytes(path, preview.sheet_bytes(thumbs, taxonomy))
     return path
 
 
@@ -70,3 +68,36 @@ class WritePreview(beam.PTransform):
         return (thumbs.pipeline
                 | "Path" >> beam.Create([self._path])
                 | "Write" >> beam.Map(_write_preview, self._taxonomy, thumbs=AsList(thumbs)))
+
+
+def _write_pickle(obj, path: str) -> str:
+    storage.write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+class WriteReportPart(beam.PTransform):
+    """ManifestRow -> one chunk's report accumulator (pickle), merged by the launcher."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, rows):
+        return (rows
+                | "Summarise" >> beam.CombineGlobally(_ReportCombineFn(None))
+                | "Write" >> beam.Map(_write_pickle, self._path))
+
+
+class WritePreviewPart(beam.PTransform):
+    """(index, name, thumbnail) -> one chunk's thumbnails (pickle), merged by the launcher."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    def expand(self, thumbs):
+        return (thumbs.pipeline
+                | "Path" >> beam.Create([self._path])
+                | "Write" >> beam.Map(lambda path, ts: _write_pickle(sorted(ts, key=lambda t: t[0]),
+                                                                     path),
+                                      ts=AsList(thumbs)))

@@ -5,13 +5,15 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import manifest, paths, storage
+from transforms.formats import chunking, manifest, paths, storage
 
 
 def _write_shard(element, output: str, shards: int) -> str:
     shard, rows = element
     path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
-    storage.write_bytes(path, manifest.parquet_bytes(r for r in rows if r is not None))
+    with storage.open_atomic(path) as out:
+        manifest.write_parquet(out, sorted((r for r in rows if r is not None),
+                                           key=lambda r: r.position))
     return path
 
 
@@ -38,17 +40,45 @@ class WriteManifest(beam.PTransform):
         )
 
 
+def _write_part(element, parts: chunking.PartPaths) -> str:
+    shard, rows = element
+    path = parts.manifest_part(shard)
+    storage.write_bytes(path, chunking.pickles_bytes(sorted(rows, key=lambda r: r.position)))
+    return path
+
+
+class WriteManifestParts(beam.PTransform):
+    """ManifestRow -> one chunk's rows per manifest shard (sorted pickle streams); the
+    launcher streams them into the Parquet files (`chunking.merge`)."""
+
+    def __init__(self, parts: chunking.PartPaths, rows_per_shard: int):
+        super().__init__()
+        self._parts, self._rows_per_shard = parts, rows_per_shard
+
+    def expand(self, rows):
+        return (
+            rows
+            | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r), self._rows_per_shard)
+            | "GroupByShard" >> beam.GroupByKey()
+            # (shard, [ManifestRow])
+            | "WritePart" >> beam.Map(_write_part, self._parts)
+        )
+
+
 def _write_failures(path: str, rows) -> str:
     storage.write_bytes(path, manifest.failure_lines(rows))
     return path
 
 
 class WriteFailures(beam.PTransform):
-    """ManifestRow -> failures.jsonl (failed rows only, sorted; written even when empty)."""
+    """ManifestRow -> failures.jsonl (failed rows only, sorted; written even when empty).
 
-    def __init__(self, output: str):
+    `path` defaults to OUT/failures.jsonl; a chunk of a chunked run writes its own part.
+    """
+
+    def __init__(self, output: str, path: str | None = None):
         super().__init__()
-        self._path = storage.join(output, paths.FAILURES)
+        self._path = path or storage.join(output, paths.FAILURES)
 
     def expand(self, rows):
         failed = rows | "OnlyFailed" >> beam.Filter(lambda r: r.status == "failed")

@@ -63,6 +63,7 @@ def test_defaults(tmp_path, monkeypatch):
     assert cfg.manifest_rows_per_shard == 100_000
     assert cfg.http_timeout == 30
     assert cfg.http_attempts == 5
+    assert cfg.chunk_samples == "auto"
 
 
 def test_empty_flags_dict_same_as_all_none(tmp_path, monkeypatch):
@@ -273,6 +274,18 @@ def test_wrongly_typed_yaml_values_are_config_errors(tmp_path, setting):
     path = yaml_file(tmp_path, setting + "\n")
     msg = config_error(config=path)
     assert setting.split(":")[0] in msg
+
+
+def test_chunk_samples_auto_means_chunks_on_local_runners_only():
+    cfg = config.load(flags())
+    assert cfg.chunk_size(local=True) == 5000 and cfg.chunk_size(local=False) == 0
+    assert config.load(flags(chunk_samples="250")).chunk_size(local=True) == 250  # a flag
+    assert config.load(flags(chunk_samples="0")).chunk_size(local=True) == 0
+
+
+@pytest.mark.parametrize("value", ["many", "-1", -5, 2.5, True])
+def test_chunk_samples_must_be_auto_or_a_count(value):
+    assert "chunk_samples" in config_error(chunk_samples=value)
 
 
 def test_config_error_is_a_value_error():

@@ -7,6 +7,8 @@ Contract:
   * Rows are sharded by release position: shard k holds positions
     [k * rows_per_shard, (k + 1) * rows_per_shard), sorted; files are
     `manifest/manifest-{k:05d}-of-{n:05d}.parquet`, n = ceil(samples / rows_per_shard).
+  * Each file is written in row groups of `ROW_GROUP_ROWS` rows (streamed: a writer holds one
+    row group, not the shard).
   * Artifact columns hold paths relative to the output folder, null when not produced.
   * failures.jsonl: one JSON object per failed sample, sorted by position:
     {"position", "uuid", "name", "image_id", "stage", "reason"}. URLs in reasons are redacted.
@@ -14,8 +16,9 @@ Contract:
 
 from __future__ import annotations
 
-import io
+import itertools
 from collections.abc import Iterable
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +27,7 @@ from transforms.formats.sample_export import dumps
 from transforms.formats.types import FAILED, ManifestRow
 
 DEFAULT_ROWS_PER_SHARD = 100_000
+ROW_GROUP_ROWS = 10_000
 
 ARTIFACT_COLUMNS = (
     "image",
@@ -65,7 +69,7 @@ def shard_name(shard: int, shards: int) -> str:
 
 
 def table(rows: Iterable[ManifestRow]) -> pa.Table:
-    rows = sorted(rows, key=lambda r: r.position)
+    """The rows as an Arrow table, in the given order."""
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}
     for r in rows:
         cols["position"].append(r.position)
@@ -83,13 +87,21 @@ def table(rows: Iterable[ManifestRow]) -> pa.Table:
     return pa.table(cols, schema=SCHEMA)
 
 
-def parquet_bytes(rows: Iterable[ManifestRow]) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table(rows), buf, compression="zstd")
-    return buf.getvalue()
+def write_parquet(out: IO[bytes], rows: Iterable[ManifestRow]) -> None:
+    """Streams rows, already sorted by position, into one Parquet file (zstd), one row group
+    per `ROW_GROUP_ROWS` rows. The bytes depend only on the rows."""
+    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+        it = iter(rows)
+        wrote = False
+        while batch := list(itertools.islice(it, ROW_GROUP_ROWS)):
+            writer.write_table(table(batch))
+            wrote = True
+        if not wrote:
+            writer.write_table(table([]))
 
 
 def failure_lines(rows: Iterable[ManifestRow]) -> bytes:
+    """failures.jsonl content for these rows (failed ones only, sorted by position)."""
     lines = []
     for r in sorted((r for r in rows if r.status == FAILED), key=lambda r: r.position):
         lines.append(dumps({"position": r.position, "uuid": r.uuid, "name": r.name,

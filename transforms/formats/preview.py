@@ -13,7 +13,7 @@ Contract:
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -85,3 +85,9 @@ def contact_sheet(thumbs: Sequence[tuple[str, np.ndarray]], taxonomy: Taxonomy) 
         draw.rectangle((x, y + 2, x + 12, y + 14), fill=taxonomy.color(c.id), outline=(255, 255, 255))
         draw.text((x + 18, y + 2), f"{c.id} {c.name}"[:26], fill=(230, 230, 230), font=font)
     return encode_png(np.asarray(sheet))
+
+
+def sheet_bytes(thumbs: Iterable[tuple[int, str, np.ndarray]], taxonomy: Taxonomy) -> bytes:
+    """preview.png from (sample index, name, thumbnail) in any order (sorted by index)."""
+    ordered = [(name, thumb) for _, name, thumb in sorted(thumbs, key=lambda t: t[0])]
+    return contact_sheet(ordered, taxonomy)

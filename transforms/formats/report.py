@@ -13,6 +13,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 
 from transforms.formats.types import EXPORTED, FAILED, SKIPPED, ManifestRow
@@ -113,6 +114,11 @@ class ReportAccumulator:
                 for p, n, st, r in sorted(acc.failures)[:MAX_LISTED]
             ],
         }
+
+
+def report_bytes(report: Mapping) -> bytes:
+    """report.json's bytes (sorted keys, so the file depends only on the report)."""
+    return (json.dumps(report, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def format_table(report: Mapping) -> str:

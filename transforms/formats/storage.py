@@ -309,6 +309,22 @@ def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
     return ours
 
 
+def list_names(folder: str) -> list[str]:
+    """Sorted names of the files directly in `folder` ([] when it does not exist)."""
+    local = _local_path(folder)
+    if local is not None:
+        if not os.path.isdir(local):
+            return []
+        return sorted(n for n in os.listdir(local) if os.path.isfile(os.path.join(local, n)))
+    import fsspec
+
+    fs, p = fsspec.core.url_to_fs(folder)
+    if not fs.exists(p):
+        return []
+    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in fs.ls(p, detail=True)
+                  if e.get("type") == "file")
+
+
 def remove_tree(path: str) -> None:
     """Deletes a directory tree (temporary fragments); missing is fine."""
     local = _local_path(path)

@@ -1,0 +1,264 @@
+"""Chunked runs: a large release exported as consecutive slices, merged into one export.
+
+Contract:
+  * `split` streams the release once (`release.decide`, the reader's own rules) and writes
+    each chunk's decisions, in release order, to `chunk-{k:06d}.pickle` under the chunk
+    folder. A chunk is a run of consecutive release positions; it closes after
+    `chunk_samples` samples to export, or `ROWS_PER_CHUNK_FACTOR * chunk_samples` samples
+    of any kind (so a mostly-filtered release still makes few chunks).
+  * Output names are decided over the whole release, exactly as `AssignStems` does:
+    only samples whose collision key is shared get `paths.unique_stems`; the others keep
+    `paths.sample_stem(name)`. The launcher holds one 8-byte hash per sample for this, and
+    the names of colliding samples only.
+  * Every chunk writes its share of the global outputs as parts in the temporary folder
+    (`PartPaths`); `merge` streams them into the final files with the same functions a
+    single run uses, in release order, so the export is byte-identical to a one-chunk run.
+  * COCO annotation ids continue across chunks: chunk k's ids start after the annotations
+    of chunks 0..k-1 (`id_base`, from each chunk's total).
+  * Nothing here imports Beam; the pickles are private temporary files of one run.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from transforms.formats import coco, manifest, paths, preview, release, report, storage
+from transforms.formats.report import Report, ReportAccumulator
+from transforms.formats.taxonomy import Taxonomy
+from transforms.formats.types import FAILED, SKIPPED, ManifestRow, Sample
+
+ROWS_PER_CHUNK_FACTOR = 20
+AUTO_CHUNK_SAMPLES = 5000  # `chunk_samples: auto` on local runners
+COCO_FILES = {"coco-instance": paths.COCO_INSTANCE_JSON, "coco-panoptic": paths.COCO_PANOPTIC_JSON}
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    number: int
+    path: str  # pickle stream of ("sample", Sample) / ("row", ManifestRow, selected)
+    first_position: int
+    positions: int  # release samples in the chunk
+    samples: int  # samples to export in the chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class PartPaths:
+    """Where chunk `number` writes its share of the global outputs (under `temp`)."""
+
+    temp: str
+    number: int
+
+    def _name(self, folder: str, stem: str, ext: str) -> str:
+        return storage.join(self.temp, folder, f"{stem}-{self.number:06d}.{ext}")
+
+    def coco_dir(self, fmt: str) -> str:
+        return storage.join(self.temp, fmt)
+
+    def coco_total(self, fmt: str) -> str:
+        return self._name(fmt, "total", "json")
+
+    def manifest_part(self, shard: int) -> str:
+        return storage.join(self.temp, "manifest", f"part-{shard:05d}-{self.number:06d}.pickle")
+
+    @property
+    def failures(self) -> str:
+        return self._name("failures", "failures", "jsonl")
+
+    @property
+    def report(self) -> str:
+        return self._name("report", "report", "pickle")
+
+    @property
+    def preview(self) -> str:
+        return self._name("preview", "preview", "pickle")
+
+
+# --------------------------------------------------------------------------- pickle streams
+
+
+def dump(out: IO[bytes], obj: Any) -> None:
+    out.write(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load_all(stream: IO[bytes]) -> Iterator[Any]:
+    """The objects of a pickle stream written with `dump`, one at a time."""
+    while True:
+        try:
+            yield pickle.load(stream)
+        except EOFError:
+            return
+
+
+def read_pickles(path: str) -> Iterator[Any]:
+    with storage.open_read(path) as f:
+        yield from load_all(f)
+
+
+def pickles_bytes(objs: Iterable[Any]) -> bytes:
+    return b"".join(pickle.dumps(o, protocol=pickle.HIGHEST_PROTOCOL) for o in objs)
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def decision_row(d: release.Decision) -> ManifestRow | None:
+    """The manifest row of a sample that never reaches the export step (None if it does)."""
+    if d.sample is not None:
+        return None
+    if d.failed is not None:
+        return ManifestRow(d.position, d.uuid, d.name, FAILED, image_id=d.image_id,
+                           reason=d.failed.reason, stage=d.failed.stage)
+    return ManifestRow(d.position, d.uuid, d.name, SKIPPED, image_id=d.image_id, reason=d.skipped)
+
+
+def _stem_hash(stem: str) -> int:
+    key = paths.collision_key(stem).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selection,
+          folder: str, chunk_samples: int) -> list[Chunk]:
+    """Writes the chunk files and the stem files (see module contract); returns the chunks."""
+    if chunk_samples < 1:
+        raise ValueError("chunk_samples must be positive")
+    chunks: list[Chunk] = []
+    hashes = array.array("Q")  # collision-key hash per exported sample, in index order
+    names_path = storage.join(folder, "names.tsv")
+    names = storage.open_atomic(names_path)
+    names_out = names.__enter__()
+    current = None
+    first = count = samples = 0
+
+    def close() -> None:
+        nonlocal current
+        if current is not None:
+            current[0].__exit__(None, None, None)
+            chunks.append(Chunk(len(chunks), current[1], first, count, samples))
+            current = None
+
+    try:
+        for d in release.decide(stream, info, selection):
+            if current is not None and (samples >= chunk_samples
+                                        or count >= ROWS_PER_CHUNK_FACTOR * chunk_samples):
+                close()
+            if current is None:
+                path = storage.join(folder, f"chunk-{len(chunks):06d}.pickle")
+                writer = storage.open_atomic(path)
+                current = (writer, path, writer.__enter__())
+                first, count, samples = d.position, 0, 0
+            count += 1
+            if d.sample is not None:
+                samples += 1
+                stem = paths.sample_stem(d.sample.name)
+                h = _stem_hash(stem)
+                hashes.append(h)
+                names_out.write(f"{h:016x}\t{d.sample.index}\t{stem}\n".encode("utf-8", "surrogatepass"))
+                dump(current[2], ("sample", d.sample))
+            else:
+                dump(current[2], ("row", decision_row(d), d.selected))
+        close()
+        names.__exit__(None, None, None)
+    except BaseException as e:
+        if current is not None:
+            current[0].__exit__(type(e), e, None)
+        names.__exit__(type(e), e, None)
+        raise
+    if not chunks:  # a release without samples: one empty chunk
+        path = storage.join(folder, "chunk-000000.pickle")
+        storage.write_bytes(path, b"")
+        chunks.append(Chunk(0, path, 0, 0, 0))
+    _write_stem_overrides(folder, names_path, hashes, chunks)
+    return chunks
+
+
+def stems_path(folder: str, number: int) -> str:
+    return storage.join(folder, f"stems-{number:06d}.pickle")
+
+
+def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
+                          chunks: list[Chunk]) -> None:
+    """stems-{k}.pickle: {sample index: stem} for chunk k's samples whose name collides."""
+    values, counts = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_counts=True)
+    shared = set(values[counts > 1].tolist())
+    groups: dict[str, list[tuple[int, str]]] = {}
+    if shared:
+        with storage.open_read(names_path) as f:
+            for line in f:
+                h, index, stem = line.decode("utf-8", "surrogatepass").rstrip("\n").split("\t", 2)
+                if int(h, 16) in shared:
+                    groups.setdefault(paths.collision_key(stem), []).append((int(index), stem))
+    overrides: dict[int, str] = {}
+    for members in groups.values():
+        overrides.update(paths.unique_stems(members))
+    # Chunk k's samples have the indices [start_k, start_k + samples_k).
+    start = 0
+    for c in chunks:
+        mine = {i: s for i, s in overrides.items() if start <= i < start + c.samples}
+        storage.write_bytes(stems_path(folder, c.number), pickle.dumps(mine))
+        start += c.samples
+
+
+def chunk_items(chunk_path: str, stems: Mapping[int, str]) -> Iterator[tuple[str, Any, bool]]:
+    """("sample", Sample with its final stem, True) / ("row", ManifestRow, selected)."""
+    for item in read_pickles(chunk_path):
+        if item[0] == "sample":
+            s: Sample = item[1]
+            stem = stems.get(s.index) or paths.sample_stem(s.name)
+            yield "sample", dataclasses.replace(s, stem=stem), True
+        else:
+            yield item
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def _listing(folder: str, prefix: str) -> list[str]:
+    """Sorted paths of the files in `folder` whose name starts with `prefix`."""
+    return [storage.join(folder, n) for n in storage.list_names(folder) if n.startswith(prefix)]
+
+
+def read_total(path: str) -> int:
+    return int(json.loads(storage.read_bytes(path)))
+
+
+def merge(output: str, temp: str, chunks: list[Chunk], *, samples: int, rows_per_shard: int,
+          coco_headers: Mapping[str, dict], report_header: Mapping, taxonomy: Taxonomy,
+          small_files: Mapping[str, bytes] = {}) -> None:
+    """Streams every chunk's parts into the final outputs (see module contract);
+    `small_files` ({path: bytes}, e.g. YOLO's data.yaml) are written as they are."""
+    for path, data in small_files.items():
+        storage.write_bytes(path, data)
+    for fmt, header in coco_headers.items():
+        folder = storage.join(temp, fmt)
+        images, anns = _listing(folder, "images-"), _listing(folder, "annotations-")
+        with storage.open_atomic(storage.join(output, COCO_FILES[fmt])) as out:
+            coco.write_document(out, header, (storage.open_read(p) for p in images),
+                                (storage.open_read(p) for p in anns))
+    shards = manifest.shard_count(samples, rows_per_shard)
+    parts = _listing(storage.join(temp, "manifest"), "part-")
+    for shard in range(shards):
+        mine = [p for p in parts if os.path.basename(p).startswith(f"part-{shard:05d}-")]
+        path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
+        with storage.open_atomic(path) as out:
+            manifest.write_parquet(out, (r for p in mine for r in read_pickles(p)))
+    with storage.open_atomic(storage.join(output, paths.FAILURES)) as out:
+        for p in _listing(storage.join(temp, "failures"), "failures-"):
+            out.write(storage.read_bytes(p))
+    acc = ReportAccumulator()
+    partials: list[Report] = [pickle.loads(storage.read_bytes(PartPaths(temp, c.number).report))
+                             for c in chunks]
+    storage.write_bytes(storage.join(output, paths.REPORT),
+                        report.report_bytes(acc.finalize(acc.merge(partials), report_header)))
+    thumbs = [t for c in chunks for t in pickle.loads(
+        storage.read_bytes(PartPaths(temp, c.number).preview))]
+    storage.write_bytes(storage.join(output, paths.PREVIEW), preview.sheet_bytes(thumbs, taxonomy))
+
