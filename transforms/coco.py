@@ -46,7 +46,8 @@ def _concatenate(path: str, header: dict, fragments) -> str:
 
 
 class WriteCocoFragments(beam.PTransform):
-    """(index, image JSON, [annotation JSON]) -> (shard, images path, annotations path).
+    """`coco.pack_part` (index, annotations, packed JSON) -> (shard, images path,
+    annotations path).
 
     Only per-shard annotation counts go through a combiner; they become id offsets (a side
     input). Each shard's fragment is written by the worker that holds the shard. In a chunk
@@ -63,14 +64,14 @@ class WriteCocoFragments(beam.PTransform):
 
     def expand(self, parts):
         keyed = parts | "KeyByShard" >> beam.Map(_shard_key, self._shard_size)
-        # (shard, (index, image JSON, bodies))
+        # (shard, (index, number of annotations, packed JSON))
         grouped = keyed | "GroupByShard" >> beam.GroupByKey()
         write = _WriteFragmentsFn(self._temp_dir, self._chunk, self._id_base)
         if not self._assign_ids:
             return grouped | "WriteFragments" >> beam.ParDo(write)
         totals = (
             keyed
-            | "CountPerShard" >> beam.MapTuple(lambda shard, part: (shard, len(part[2])))
+            | "CountPerShard" >> beam.MapTuple(lambda shard, part: (shard, part[1]))
             | "SumPerShard" >> beam.CombinePerKey(sum)
         )
         if self._total_path:
@@ -87,7 +88,7 @@ def _write_total(total: int, path: str) -> str:
 
 
 class WriteCocoDocument(beam.PTransform):
-    """(index, image JSON, [annotation JSON]) -> path of the written document.
+    """`coco.pack_part` (index, annotations, packed JSON) -> path of the written document.
 
     `WriteCocoFragments`, then one step streams the fragments into the document.
     """

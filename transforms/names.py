@@ -6,20 +6,21 @@ import dataclasses
 
 import apache_beam as beam
 
-from transforms.formats import paths
+from transforms.formats import chunking, paths
 from transforms.formats.types import Sample
 
 
 def _key(sample: Sample):
     stem = paths.sample_stem(sample.name)
-    return paths.collision_key(stem), (sample.index, stem, sample)
+    return paths.collision_key(stem), (sample.index, stem, chunking.pack(sample))
 
 
 def _assign(group) -> list[Sample]:
     _, members = group
     members = list(members)
     stems = paths.unique_stems((index, stem) for index, stem, _ in members)
-    return [dataclasses.replace(s, stem=stems[index]) for index, _, s in members]
+    return [dataclasses.replace(chunking.unpack(s), stem=stems[index])
+            for index, _, s in members]
 
 
 class AssignStems(beam.PTransform):
@@ -34,7 +35,7 @@ class AssignStems(beam.PTransform):
         return (
             samples
             | "KeyByStem" >> beam.Map(_key)
-            # (collision key, (index, stem, Sample))
+            # (collision key, (index, stem, packed Sample))
             | "GroupByStem" >> beam.GroupByKey()
             | "Assign" >> beam.FlatMap(_assign)
         )

@@ -8,12 +8,19 @@ from apache_beam.pvalue import AsList
 from transforms.formats import chunking, manifest, paths, storage
 
 
+def _packed_by_shard(row, rows_per_shard: int):
+    return row.position // rows_per_shard, chunking.pack(row)
+
+
+def _rows(packed) -> list:
+    return sorted((chunking.unpack(p) for p in packed if p is not None), key=lambda r: r.position)
+
+
 def _write_shard(element, output: str, shards: int) -> str:
-    shard, rows = element
+    shard, packed = element
     path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
     with storage.open_atomic(path) as out:
-        manifest.write_parquet(out, sorted((r for r in rows if r is not None),
-                                           key=lambda r: r.position))
+        manifest.write_parquet(out, _rows(packed))
     return path
 
 
@@ -26,8 +33,7 @@ class WriteManifest(beam.PTransform):
         self._shards = manifest.shard_count(samples, rows_per_shard)
 
     def expand(self, rows):
-        keyed = rows | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r),
-                                                 self._rows_per_shard)
+        keyed = rows | "KeyByShard" >> beam.Map(_packed_by_shard, self._rows_per_shard)
         # Every documented shard exists, even an empty one (e.g. a release with no samples).
         every_shard = (rows.pipeline | "Shards" >> beam.Create(range(self._shards))
                        | "NoRow" >> beam.Map(lambda shard: (shard, None)))
@@ -35,15 +41,15 @@ class WriteManifest(beam.PTransform):
             (keyed, every_shard)
             | "AllShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
-            # (shard, [ManifestRow])
+            # (shard, [packed ManifestRow])
             | "WriteShard" >> beam.Map(_write_shard, self._output, self._shards)
         )
 
 
 def _write_part(element, parts: chunking.PartPaths) -> str:
-    shard, rows = element
+    shard, packed = element
     path = parts.manifest_part(shard)
-    storage.write_bytes(path, chunking.pickles_bytes(sorted(rows, key=lambda r: r.position)))
+    storage.write_bytes(path, chunking.pickles_bytes(_rows(packed)))
     return path
 
 
@@ -58,9 +64,9 @@ class WriteManifestParts(beam.PTransform):
     def expand(self, rows):
         return (
             rows
-            | "KeyByShard" >> beam.Map(lambda r, n: (r.position // n, r), self._rows_per_shard)
+            | "KeyByShard" >> beam.Map(_packed_by_shard, self._rows_per_shard)
             | "GroupByShard" >> beam.GroupByKey()
-            # (shard, [ManifestRow])
+            # (shard, [packed ManifestRow])
             | "WritePart" >> beam.Map(_write_part, self._parts)
         )
 

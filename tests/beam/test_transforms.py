@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from benchmarks import synth
 from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument
 from transforms.export import ExportJob, _ExportSampleFn
-from transforms.formats import release
+from transforms.formats import coco, release
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import Sample
@@ -115,7 +115,8 @@ def test_export_samples_main_and_failed_outputs(pipeline, tmp_path):
 
 
 def test_write_coco_document_assigns_dense_ids_across_shards(pipeline, tmp_path):
-    parts = [(i, json.dumps({"id": i + 1}), tuple(json.dumps({"image_id": i + 1}) for _ in range(i % 3)))
+    parts = [coco.pack_part(i, json.dumps({"id": i + 1}),
+                            [json.dumps({"image_id": i + 1}) for _ in range(i % 3)])
              for i in range(9)]
     path = str(tmp_path / "doc.json")
     with pipeline as p:

@@ -9,7 +9,8 @@ from transforms.formats import coco
 
 
 def _parts(n):
-    return [(i, json.dumps({"id": i + 1}), [json.dumps({"image_id": i + 1, "k": k}) for k in range(i % 3)])
+    return [coco.pack_part(i, json.dumps({"id": i + 1}),
+                           [json.dumps({"image_id": i + 1, "k": k}) for k in range(i % 3)])
             for i in range(n)]
 
 
@@ -17,7 +18,7 @@ def _document(parts, shard_size):
     shards = {}
     for p in parts:
         shards.setdefault(p[0] // shard_size, []).append(p)
-    totals = {s: sum(len(p[2]) for p in ps) for s, ps in shards.items()}
+    totals = {s: sum(p[1] for p in ps) for s, ps in shards.items()}
     offsets = coco.shard_offsets(totals)
     frags = [coco.shard_fragments(reversed(shards[s]), offsets[s] + 1) for s in sorted(shards)]
     out = io.BytesIO()
@@ -44,3 +45,14 @@ def test_empty_document_is_valid_json():
 
 def test_with_id_puts_the_id_first():
     assert coco.with_id('{"a":1}', 7) == '{"id":7,"a":1}'
+
+
+@pytest.mark.parametrize("image, bodies", [
+    ('{"id":1,"file_name":"caf\u00e9 \\n.jpg"}', ['{"a":"x\\ny"}', '{"b":[1,2]}']),
+    ('{"id":2}', []),
+    (None, ['{"segments_info":[]}']),
+])
+def test_packed_parts_round_trip(image, bodies):
+    packed = coco.pack_part(4, image, bodies)
+    assert packed[:2] == (4, len(bodies)) and isinstance(packed[2], bytes)
+    assert coco.unpack_part(packed) == (4, image, bodies)
