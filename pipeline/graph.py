@@ -54,7 +54,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
           formats: tuple[str, ...], progress_dir: str | None = None,
           chunk: ChunkRun | None = None) -> dict[str, Any]:
     """The export's steps. With `chunk`, only that chunk's samples, and the global files
-    (COCO, manifest, failures, report, preview) as parts for `chunking.merge`."""
+    (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`."""
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png)
@@ -146,3 +146,10 @@ def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, 
                     total_path=parts.coco_total(fmt) if instance else None)
             )
     return outputs
+
+
+def build_merge(root: beam.Pipeline, merge: chunking.Merge):
+    """The last step of a chunked run: its independent merge tasks, spread over workers."""
+    return (root
+            | "MergeTasks" >> beam.Create(merge.tasks())
+            | "Merge" >> beam.Map(merge.run))

@@ -60,7 +60,7 @@ class ExportOptions(PipelineOptions):
                        help="Local runs: export the release in consecutive chunks of N samples, "
                             "one pipeline each, merged into one export (byte-identical to an "
                             "unchunked run), so memory stays bounded by the chunk. auto "
-                            "(default): 5000 on local runners, off on Dataflow; 0: off.")
+                            "(default): 2000 on local runners, off on Dataflow; 0: off.")
         g.add_argument("--http_timeout", type=float, default=None,
                        help="Seconds per HTTP request (default 30).")
         g.add_argument("--max_failures", type=int, default=None,

@@ -235,11 +235,16 @@ def _run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str)
         small = {}
         if "yolo" in formats:
             small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
-        chunking.merge(cfg.output, temp, chunks, samples=info.sample_count,
-                       rows_per_shard=cfg.manifest_rows_per_shard,
-                       coco_headers=graph.coco_headers(info, taxonomy, formats),
-                       report_header=graph.report_header(cfg, info, formats),
-                       taxonomy=taxonomy, small_files=small)
+        merge = chunking.Merge(
+            cfg.output, temp, tuple(c.number for c in chunks), info.sample_count,
+            cfg.manifest_rows_per_shard, graph.coco_headers(info, taxonomy, formats),
+            graph.report_header(cfg, info, formats), taxonomy, small)
+        # The merge is a pipeline too: its tasks run on the workers, in parallel, and the
+        # launcher's memory stays that of the chunk runs.
+        runner, _ = _local_runner(options, argv)
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        graph.build_merge(pipeline, merge)
+        pipeline.run().wait_until_finish()
     return counts
 
 

@@ -55,7 +55,7 @@ def _write_part(element, parts: chunking.PartPaths) -> str:
 
 class WriteManifestParts(beam.PTransform):
     """ManifestRow -> one chunk's rows per manifest shard (sorted pickle streams); the
-    launcher streams them into the Parquet files (`chunking.merge`)."""
+    launcher streams them into the Parquet files (`chunking.Merge`)."""
 
     def __init__(self, parts: chunking.PartPaths, rows_per_shard: int):
         super().__init__()

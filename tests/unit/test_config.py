@@ -278,7 +278,7 @@ def test_wrongly_typed_yaml_values_are_config_errors(tmp_path, setting):
 
 def test_chunk_samples_auto_means_chunks_on_local_runners_only():
     cfg = config.load(flags())
-    assert cfg.chunk_size(local=True) == 5000 and cfg.chunk_size(local=False) == 0
+    assert cfg.chunk_size(local=True) == 2000 and cfg.chunk_size(local=False) == 0
     assert config.load(flags(chunk_samples="250")).chunk_size(local=True) == 250  # a flag
     assert config.load(flags(chunk_samples="0")).chunk_size(local=True) == 0
 

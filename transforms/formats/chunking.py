@@ -11,7 +11,7 @@ Contract:
     `paths.sample_stem(name)`. The launcher holds one 8-byte hash per sample for this, and
     the names of colliding samples only.
   * Every chunk writes its share of the global outputs as parts in the temporary folder
-    (`PartPaths`); `merge` streams them into the final files with the same functions a
+    (`PartPaths`); `Merge` streams them into the final files with the same functions a
     single run uses, in release order, so the export is byte-identical to a one-chunk run.
   * COCO annotation ids continue across chunks: chunk k's ids start after the annotations
     of chunks 0..k-1 (`id_base`, from each chunk's total).
@@ -38,7 +38,7 @@ from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import FAILED, SKIPPED, ManifestRow, Sample
 
 ROWS_PER_CHUNK_FACTOR = 20
-AUTO_CHUNK_SAMPLES = 5000  # `chunk_samples: auto` on local runners
+AUTO_CHUNK_SAMPLES = 2000  # `chunk_samples: auto` on local runners (benchmarks/memory.py)
 COCO_FILES = {"coco-instance": paths.COCO_INSTANCE_JSON, "coco-panoptic": paths.COCO_PANOPTIC_JSON}
 
 
@@ -241,35 +241,74 @@ def read_total(path: str) -> int:
     return int(json.loads(storage.read_bytes(path)))
 
 
-def merge(output: str, temp: str, chunks: list[Chunk], *, samples: int, rows_per_shard: int,
-          coco_headers: Mapping[str, dict], report_header: Mapping, taxonomy: Taxonomy,
-          small_files: Mapping[str, bytes] = {}) -> None:
-    """Streams every chunk's parts into the final outputs (see module contract);
-    `small_files` ({path: bytes}, e.g. YOLO's data.yaml) are written as they are."""
-    for path, data in small_files.items():
-        storage.write_bytes(path, data)
-    for fmt, header in coco_headers.items():
-        folder = storage.join(temp, fmt)
-        images, anns = _listing(folder, "images-"), _listing(folder, "annotations-")
-        with storage.open_atomic(storage.join(output, COCO_FILES[fmt])) as out:
-            coco.write_document(out, header, (storage.open_read(p) for p in images),
-                                (storage.open_read(p) for p in anns))
-    shards = manifest.shard_count(samples, rows_per_shard)
-    parts = _listing(storage.join(temp, "manifest"), "part-")
-    for shard in range(shards):
-        mine = [p for p in parts if os.path.basename(p).startswith(f"part-{shard:05d}-")]
-        path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
-        with storage.open_atomic(path) as out:
-            manifest.write_parquet(out, (r for p in mine for r in read_pickles(p)))
-    with storage.open_atomic(storage.join(output, paths.FAILURES)) as out:
-        for p in _listing(storage.join(temp, "failures"), "failures-"):
-            out.write(storage.read_bytes(p))
-    acc = ReportAccumulator()
-    partials: list[Report] = [pickle.loads(storage.read_bytes(PartPaths(temp, c.number).report))
-                             for c in chunks]
-    storage.write_bytes(storage.join(output, paths.REPORT),
-                        report.report_bytes(acc.finalize(acc.merge(partials), report_header)))
-    thumbs = [t for c in chunks for t in pickle.loads(
-        storage.read_bytes(PartPaths(temp, c.number).preview))]
-    storage.write_bytes(storage.join(output, paths.PREVIEW), preview.sheet_bytes(thumbs, taxonomy))
+@dataclasses.dataclass(frozen=True)
+class Merge:
+    """The final step of a chunked run: every chunk's parts streamed into the final files.
 
+    `tasks()` are independent (one per COCO document, per manifest shard, ...), so a runner
+    can spread them over workers; `run(task)` does one. `small_files` ({path: bytes}, e.g.
+    YOLO's data.yaml) are written as they are.
+    """
+
+    output: str
+    temp: str
+    chunks: tuple[int, ...]  # chunk numbers
+    samples: int
+    rows_per_shard: int
+    coco_headers: Mapping[str, dict]
+    report_header: Mapping
+    taxonomy: Taxonomy
+    small_files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+
+    def tasks(self) -> list[tuple]:
+        shards = manifest.shard_count(self.samples, self.rows_per_shard)
+        return ([("coco", fmt) for fmt in self.coco_headers]
+                + [("manifest", shard) for shard in range(shards)]
+                + [("failures",), ("report",), ("preview",)]
+                + [("file", path) for path in self.small_files])
+
+    def run(self, task: tuple) -> str:
+        """Does one task; returns the path it wrote."""
+        kind = task[0]
+        if kind == "coco":
+            folder = storage.join(self.temp, task[1])
+            images, anns = _listing(folder, "images-"), _listing(folder, "annotations-")
+            path = storage.join(self.output, COCO_FILES[task[1]])
+            with storage.open_atomic(path) as out:
+                coco.write_document(out, self.coco_headers[task[1]],
+                                    (storage.open_read(p) for p in images),
+                                    (storage.open_read(p) for p in anns))
+        elif kind == "manifest":
+            shard, shards = task[1], manifest.shard_count(self.samples, self.rows_per_shard)
+            mine = _listing(storage.join(self.temp, "manifest"), f"part-{shard:05d}-")
+            path = storage.join(self.output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
+            with storage.open_atomic(path) as out:
+                manifest.write_parquet(out, (r for p in mine for r in read_pickles(p)))
+        elif kind == "failures":
+            path = storage.join(self.output, paths.FAILURES)
+            with storage.open_atomic(path) as out:
+                for p in _listing(storage.join(self.temp, "failures"), "failures-"):
+                    out.write(storage.read_bytes(p))
+        elif kind == "report":
+            acc = ReportAccumulator()
+            partials: list[Report] = [
+                pickle.loads(storage.read_bytes(PartPaths(self.temp, c).report))
+                for c in self.chunks]
+            path = storage.join(self.output, paths.REPORT)
+            storage.write_bytes(path, report.report_bytes(
+                acc.finalize(acc.merge(partials), self.report_header)))
+        elif kind == "preview":
+            thumbs = [t for c in self.chunks for t in pickle.loads(
+                storage.read_bytes(PartPaths(self.temp, c).preview))]
+            path = storage.join(self.output, paths.PREVIEW)
+            storage.write_bytes(path, preview.sheet_bytes(thumbs, self.taxonomy))
+        elif kind == "file":
+            path = task[1]
+            storage.write_bytes(path, self.small_files[path])
+        else:
+            raise ValueError(f"unknown merge task {task!r}")
+        return path
+
+    def run_all(self) -> None:
+        for task in self.tasks():
+            self.run(task)
