@@ -140,3 +140,45 @@ def write_release(root: str, samples: list[dict], name: str = "synthetic",
     with open(path, "w", encoding="utf-8") as f:
         json.dump(release, f)
     return path
+
+
+def make_vector_release(root: str, samples: int = 4, seed: int = 0, base_url: str = "",
+                        task_type: str = "bboxes", sizes: tuple[tuple[int, int], ...] = ((64, 48), (80, 40)),
+                        boxes: int = 3, distinct_images: int | None = None,
+                        keep_truth: bool = True) -> list[dict]:
+    """Writes root/release.json and root/images/*; returns each sample's entry (the truth).
+
+    Boxes are drawn inside the image with integer corners, every other one written with its
+    corners reversed; `vector` releases add one polygon per sample. `distinct_images` reuses
+    that many image files (URLs still differ per sample, by query string) for big releases.
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(root, "images"), exist_ok=True)
+    n_images = samples if distinct_images is None else min(samples, distinct_images)
+    for i in range(n_images):
+        w, h = sizes[i % len(sizes)]
+        img = np.full((h, w, 3), 40 + (i * 37) % 200, np.uint8)
+        Image.fromarray(img).save(os.path.join(root, f"images/v_{i:06d}.jpg"), quality=80)
+    entries = []
+    for i in range(samples):
+        w, h = sizes[(i % n_images) % len(sizes)]
+        anns = []
+        for k in range(boxes):
+            x0, x1 = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+            y0, y1 = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+            pts = [[x0, y0], [x1, y1]] if k % 2 == 0 else [[x1, y1], [x0, y0]]
+            anns.append({"id": k + 1, "category_id": THINGS[k % len(THINGS)], "type": "bbox",
+                         "points": pts})
+        if task_type == "vector":
+            cx, cy = w / 2, h / 2
+            anns.append({"id": boxes + 1, "category_id": THINGS[0], "type": "polygon",
+                         "points": [[cx - 4, cy - 3], [cx + 4, cy - 3], [cx + 4, cy + 3]]})
+        image = f"images/v_{i % n_images:06d}.jpg" + (f"?s={i}" if n_images < samples else "")
+        label = {"label_status": "LABELED", "attributes": {"format_version": "0.1",
+                                                           "annotations": anns}}
+        entries.append({"uuid": f"00000000-0000-4000-9000-{i:012d}", "name": f"v_{i:06d}.jpg",
+                        "attributes": {"image": {"url": base_url + image}},
+                        "labels": {"ground-truth": label}})
+    write_release(root, entries, task_type=task_type)
+    return entries if keep_truth else []

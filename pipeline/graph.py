@@ -22,6 +22,7 @@ from transforms.formats import chunking, coco, paths, storage, yolo
 from transforms.formats.release import ReleaseInfo
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
+from transforms.formats.types import VECTOR_TASKS
 from transforms.read import ReadChunk
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
 from transforms.write import WriteManifestParts, WriteOnce
@@ -57,7 +58,8 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`."""
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
-                              instance_png=cfg.instance_png)
+                              instance_png=cfg.instance_png,
+                              vector=info.task_type in VECTOR_TASKS)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
                     http_attempts=cfg.http_attempts, progress_dir=progress_dir)

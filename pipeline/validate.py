@@ -7,8 +7,10 @@ Exit code 0 when every format present passes, 1 otherwise. Checks:
   * manifest + failures.jsonl: readable, every artifact listed exists, failed rows and the
     failure report agree;
   * coco-instance: loads in pycocotools; ids unique and dense from 1; every annotation's
-    mask decodes to `area` pixels within `bbox`; categories and images referenced exist;
-    COCOeval of the file against itself gives AP = 1.0 for bbox and segm; with
+    mask decodes to `area` pixels within `bbox` (vector releases: boxes and polygons lie in
+    the image and their area matches the shape); categories and images referenced exist;
+    COCOeval of the file against itself gives AP = 1.0 for bbox and segm (bbox only when
+    some annotations are boxes without a mask); with
     faster-coco-eval installed, its (stricter) RLE decoder must agree on every mask;
   * coco-panoptic: every PNG decodes, its colours are exactly the segment ids of its
     `segments_info` (id != 0, unique), areas and boxes match the pixels, one segment per
@@ -140,6 +142,9 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
         if a["category_id"] not in cat_ids:
             report.fail(fmt, f"{where}: unknown category_id {a['category_id']}")
         seg = a.get("segmentation")
+        if seg is None or isinstance(seg, list):  # a vector box or polygon
+            _check_vector(a, sizes[a["image_id"]], report, where)
+            continue
         if not isinstance(seg, dict) or seg.get("size") != list(sizes[a["image_id"]]):
             report.fail(fmt, f"{where}: RLE size differs from the image size")
             continue
@@ -166,7 +171,8 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
         image_ids = sorted(sizes)[:eval_images]
         dets = [dict(a, score=1.0) for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
         results = _quiet(coco.loadRes, dets)
-        for iou in ("bbox", "segm"):
+        masks = all("segmentation" in a for a in coco.dataset["annotations"])
+        for iou in ("bbox", "segm") if masks else ("bbox",):
             ev = COCOeval(coco, results, iou)
             ev.params.imgIds = image_ids
             _quiet(ev.evaluate)
@@ -177,9 +183,36 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
                 report.fail(fmt, f"COCOeval of the file against itself: AP {iou} = {ap[iou]:.4f}, not 1.0")
     report.summary[fmt] = (
         f"{len(sizes)} images, {len(ann_ids)} annotations"
-        + (f", self-AP bbox {ap['bbox']:.3f} segm {ap['segm']:.3f}" if ap else "")
-        + (", RLE checked with faster-coco-eval" if strict is not None else ""))
+        + (", self-AP " + " ".join(f"{iou} {v:.3f}" for iou, v in ap.items()) if ap else "")
+        + (", RLE checked with faster-coco-eval" if strict is not None and any(
+            isinstance(a.get("segmentation"), dict) for a in coco.dataset["annotations"]) else ""))
     return sizes
+
+
+def _check_vector(a: dict, size: tuple[int, int], report: Report, where: str) -> None:
+    """A box (no segmentation) or polygon inside the image, with a consistent area."""
+    fmt, (h, w) = "coco-instance", size
+    x, y, bw, bh = a.get("bbox") or (0, 0, 0, 0)
+    tol = 2e-3
+    if bw <= 0 or bh <= 0 or x < 0 or y < 0 or x + bw > w + tol or y + bh > h + tol:
+        report.fail(fmt, f"{where}: bbox {a.get('bbox')} is empty or outside the {w}x{h} image")
+        return
+    seg = a.get("segmentation")
+    if seg is None:
+        expected = bw * bh
+    else:
+        if len(seg) != 1 or len(seg[0]) < 6 or len(seg[0]) % 2:
+            report.fail(fmt, f"{where}: segmentation is not one polygon of 3+ points")
+            return
+        xs, ys = seg[0][0::2], seg[0][1::2]
+        n = len(xs)
+        expected = abs(sum(xs[i] * ys[(i + 1) % n] - xs[(i + 1) % n] * ys[i]
+                           for i in range(n))) / 2
+        extent = [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+        if any(abs(p - q) > tol for p, q in zip(extent, a["bbox"])):
+            report.fail(fmt, f"{where}: bbox {a['bbox']} is not the polygon's extent {extent}")
+    if abs(a.get("area", -1) - expected) > max(0.01, 1e-6 * expected) or a.get("iscrowd") != 0:
+        report.fail(fmt, f"{where}: area/iscrowd do not match its shape")
 
 
 def _faster_coco_eval_mask():

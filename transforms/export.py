@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import bitmap, errors, paths, preview, storage
+from transforms.formats import bitmap, errors, paths, preview, storage, vector
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
 from transforms.progress import Ticker
@@ -43,11 +43,49 @@ def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
                        image_id=sample.image_id, reason=e.reason, stage=e.stage)
 
 
+HEADER_BYTES = 1 << 16  # enough for the size (and EXIF) of nearly every image file
+
+
+def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
+    """(SampleOutput, image bytes to copy or None, extension, preview id map and categories).
+
+    The image size is read from the image's first bytes (an HTTP Range request) unless the
+    image is copied or previewed anyway; a header that does not fit is fetched whole.
+    """
+    if not sample.image_url:
+        raise errors.FetchError("image: no URL (the image size is needed for vector labels)")
+    whole = job.copy_images or sample.index < preview.PREVIEW_SAMPLES
+    data = fetcher.fetch(sample.image_url, "image", limit=None if whole else HEADER_BYTES)
+    try:
+        w, h = bitmap.image_size(data)
+    except errors.BitmapError:
+        if whole or len(data) < HEADER_BYTES:
+            raise
+        data = fetcher.fetch(sample.image_url, "image")
+        w, h = bitmap.image_size(data)
+    ext = paths.image_extension(sample.image_url, sample.name) or bitmap.image_extension(data)
+    out = vector.export_vector_sample(sample, w, h, job.settings, ext)
+    return out, (data if whole else None), ext
+
+
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     """Sample -> (ManifestRow, coco part or None, preview or None); files written.
 
     The preview is (index, name, thumbnail) for the first selected samples (preview.png).
     """
+    if job.settings.vector:
+        try:
+            out, image_bytes, ext = _vector_sample(sample, job, fetcher)
+            thumb = None
+            if sample.index < preview.PREVIEW_SAMPLES:
+                id_map = vector.rasterize(sample, *bitmap.image_size(image_bytes))
+                cats = {k: a.category_id for k, a in enumerate(sample.annotations, 1)
+                        if job.settings.taxonomy.position(a.category_id) >= 0}
+                thumb = (sample.index, sample.name,
+                         preview.thumbnail(id_map, cats, job.settings.taxonomy, image_bytes))
+        except errors.SampleError as e:
+            return _failed(sample, e), None, None
+        return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)
     try:
         if not sample.bitmap_url and sample.annotations:
             raise errors.BitmapError("label has annotations but no segmentation bitmap URL")
@@ -83,9 +121,14 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
                      preview.thumbnail(id_map, cats, job.settings.taxonomy, image_bytes))
     except errors.SampleError as e:
         return _failed(sample, e), None, None
+    return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)
+
+
+def _write(sample: Sample, job: ExportJob, out, image_bytes: bytes | None, ext: str, thumb):
+    """Writes the sample's files, all or nothing; (ManifestRow, coco part, preview)."""
     files = list(out.files)
     artifacts = list(out.artifacts)
-    if job.copy_images and image_bytes is not None:
+    if image_bytes is not None:
         rel = paths.image_path(sample.stem, ext)
         files.insert(0, (rel, image_bytes))
         artifacts.insert(0, ("image", rel))

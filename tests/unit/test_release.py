@@ -337,9 +337,9 @@ def test_v1_unknown_task_name_lists_tasks(tmp_path):
 
 
 def test_v1_unsupported_task_type(tmp_path):
-    rel = {"name": "r", "tasks": [_v1_task("boxes", [], task_type="bboxes")], "samples": []}
+    rel = {"name": "r", "tasks": [_v1_task("pts", [], task_type="keypoints")], "samples": []}
     msg = release_error(tmp_path, rel)
-    assert "task_type" in msg and "bboxes" in msg
+    assert "task_type" in msg and "keypoints" in msg
 
 
 # --------------------------------------------------------------------------- errors
@@ -396,13 +396,19 @@ def test_missing_task_type(tmp_path):
     assert "dataset.task_type" in msg and "missing" in msg
 
 
-@pytest.mark.parametrize("task_type", ["vector", "pointcloud-cuboid", "bboxes", "no-such-task", ""])
+@pytest.mark.parametrize("task_type", ["keypoints", "pointcloud-cuboid", "image-vector-sequence",
+                                       "no-such-task", ""])
 def test_unsupported_task_type(tmp_path, task_type):
     msg = release_error(tmp_path, v2_release(task_type=task_type))
     assert "dataset.task_type" in msg
     assert repr(task_type) in msg or task_type in msg
     # tells the user what is supported
     assert "segmentation-bitmap" in msg
+
+
+@pytest.mark.parametrize("task_type", ["bboxes", "vector"])
+def test_vector_task_types_export_coco_instance_and_yolo(tmp_path, task_type):
+    assert info_of(tmp_path, v2_release(task_type=task_type)).formats == ("coco-instance", "yolo")
 
 
 def test_missing_dataset_name(tmp_path):
@@ -488,7 +494,7 @@ def test_samples_missing(tmp_path):
 def test_errors_are_value_errors(tmp_path):
     # the launcher reports ValueError subclasses as a one-line message
     with pytest.raises(ValueError):
-        info_of(tmp_path, v2_release(task_type="vector"))
+        info_of(tmp_path, v2_release(task_type="keypoints"))
 
 
 # --------------------------------------------------------------------------- header scan

@@ -33,6 +33,7 @@ import ijson
 from transforms.formats import errors
 from transforms.formats.types import (
     FORMATS_BY_TASK,
+    VECTOR_TASKS,
     Annotation,
     Category,
     Sample,
@@ -53,10 +54,8 @@ _UNSUPPORTED_TASKS = {
     "pointcloud-vector-sequence": "point-cloud releases have no image export format",
     "multisensor-sequence": "multi-sensor releases have no image export format",
     "image-segmentation-sequence": "sequence bitmaps have no export format yet",
-    "bboxes": "vector task types are not supported yet",
-    "vector": "vector task types are not supported yet",
-    "keypoints": "vector task types are not supported yet",
-    "image-vector-sequence": "vector task types are not supported yet",
+    "keypoints": "keypoint releases are not supported yet",
+    "image-vector-sequence": "vector sequences are not supported yet",
 }
 
 # Header fields collected by the scan (ijson prefixes). Samples are never built here.
@@ -455,28 +454,36 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         anns_raw = []
     if not isinstance(anns_raw, list):
         raise errors.SampleSchemaError(f"{base}.annotations: expected a list")
+    vector = info.task_type in VECTOR_TASKS
     annotations, seen = [], set()
     for i, a in enumerate(anns_raw):
         f = f"{base}.annotations[{i}]"
         if not isinstance(a, Mapping):
             raise errors.SampleSchemaError(f"{f}: expected an object")
         aid, cid = a.get("id"), a.get("category_id")
-        if not _is_int(aid) or not 1 <= aid <= MAX_INSTANCE_ID:
+        if vector:  # ids only name objects here; they index no bitmap
+            if aid is not None and not _is_int(aid):
+                raise errors.SampleSchemaError(f"{f}.id: expected an integer, got {aid!r}")
+        elif not _is_int(aid) or not 1 <= aid <= MAX_INSTANCE_ID:
             raise errors.SampleSchemaError(
                 f"{f}.id: expected an integer in 1..{MAX_INSTANCE_ID}, got {aid!r}"
             )
         if not _is_int(cid):
             raise errors.SampleSchemaError(f"{f}.category_id: expected an integer, got {cid!r}")
-        aid = int(aid)
-        if aid in seen:
-            raise errors.SampleSchemaError(f"{f}.id: duplicate annotation id {aid}")
-        seen.add(aid)
+        aid = int(aid) if aid is not None else 0
+        if not vector:
+            if aid in seen:
+                raise errors.SampleSchemaError(f"{f}.id: duplicate annotation id {aid}")
+            seen.add(aid)
         obj_attrs = a.get("attributes")
+        kind, points = (_vector_shape(a, f) if vector else (None, ()))
         annotations.append(
             Annotation(
                 id=aid,
                 category_id=int(cid),
                 attributes=tuple(obj_attrs.items()) if isinstance(obj_attrs, Mapping) else None,
+                type=kind,
+                points=points,
             )
         )
     bitmap = attrs.get("segmentation_bitmap")
@@ -494,6 +501,24 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         annotations=tuple(annotations),
         bitmap_url=bitmap_url if isinstance(bitmap_url, str) and bitmap_url else None,
     )
+
+
+def _vector_shape(a: Mapping[str, Any], field: str) -> tuple[str, tuple[tuple[float, float], ...]]:
+    """(type, points) of a vector annotation; every point a finite [x, y] pair."""
+    kind = a.get("type")
+    if not isinstance(kind, str):
+        raise errors.SampleSchemaError(f"{field}.type: expected a string, got {kind!r}")
+    raw = a.get("points")
+    if not isinstance(raw, list):
+        raise errors.SampleSchemaError(f"{field}.points: expected a list of [x, y] points")
+    points = []
+    for k, p in enumerate(raw):
+        if (not isinstance(p, list) or len(p) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and math.isfinite(v) for v in p)):
+            raise errors.SampleSchemaError(f"{field}.points[{k}]: expected [x, y] numbers, got {p!r}")
+        points.append((float(p[0]), float(p[1])))
+    return kind, tuple(points)
 
 
 @dataclasses.dataclass(frozen=True)

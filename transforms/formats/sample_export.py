@@ -53,6 +53,7 @@ class ExportSettings:
     labelset: str
     taxonomy: Taxonomy
     instance_png: str = "gray16"  # gray16 | rgb24
+    vector: bool = False  # a vector task type (boxes, polygons): no bitmap
 
 
 @dataclasses.dataclass

@@ -153,16 +153,20 @@ class Fetcher:
             self._session = session
         return self._session
 
-    def fetch(self, url: str | None, what: str) -> bytes:
-        """Returns the bytes at `url` or raises FetchError naming `what` (e.g. "bitmap")."""
+    def fetch(self, url: str | None, what: str, limit: int | None = None) -> bytes:
+        """Returns the bytes at `url` or raises FetchError naming `what` (e.g. "bitmap").
+
+        With `limit`, only the first `limit` bytes (or fewer, for a shorter file) are read:
+        an HTTP Range request, honoured or not by the server, and a short read elsewhere.
+        """
         if not url:
             raise errors.FetchError(f"{what}: no URL")
         target = resolve(url, self._release_uri)
         s = scheme(target)
         if s in ("http", "https"):
-            return self._fetch_http(target, what)
+            return self._fetch_http(target, what, limit)
         if s in ("gs", "s3"):
-            return self._fetch_fsspec(target, what)
+            return self._fetch_fsspec(target, what, limit)
         local = _local_path(target)
         if local is None:
             raise errors.FetchError(f"{what}: unsupported URL scheme {s!r} in {redact(url)}")
@@ -170,31 +174,45 @@ class Fetcher:
             raise errors.FetchError(f"{what}: local path refused in a remote release: {redact(url)}")
         try:
             with open(local, "rb") as f:
-                return f.read()
+                return f.read() if limit is None else f.read(limit)
         except FileNotFoundError:
             raise errors.FetchError(f"{what}: file not found: {url}") from None
         except OSError as e:
             raise errors.FetchError(f"{what}: cannot read {url}: {e.strerror}") from None
 
-    def _fetch_http(self, url: str, what: str) -> bytes:
+    def _fetch_http(self, url: str, what: str, limit: int | None = None) -> bytes:
         import requests
 
+        headers = {"Range": f"bytes=0-{limit - 1}"} if limit else None
         try:
-            resp = self._http().get(url, timeout=self._timeout)
+            resp = self._http().get(url, timeout=self._timeout, headers=headers,
+                                    stream=limit is not None)
+            if limit is not None and resp.status_code == 416:  # an empty file
+                resp.close()
+                return b""
+            if resp.status_code not in ((200, 206) if limit else (200,)):
+                resp.close()
+                raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
+            if limit is None:
+                return resp.content
+            data = bytearray()
+            with resp:  # a server ignoring Range sends everything: stop reading early
+                for chunk in resp.iter_content(65536):
+                    data += chunk
+                    if len(data) >= limit:
+                        break
+            return bytes(data[:limit])
         except requests.RequestException as e:
             raise errors.FetchError(
                 f"{what}: {type(e).__name__} after {self._attempts} attempts for {redact(url)}"
             ) from None
-        if resp.status_code != 200:
-            raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
-        return resp.content
 
-    def _fetch_fsspec(self, url: str, what: str) -> bytes:
+    def _fetch_fsspec(self, url: str, what: str, limit: int | None = None) -> bytes:
         import fsspec
 
         try:
             with fsspec.open(url, "rb") as f:
-                return f.read()
+                return f.read() if limit is None else f.read(limit)
         except FileNotFoundError:
             raise errors.FetchError(f"{what}: not found: {redact(url)}") from None
         except ImportError as e:

@@ -27,7 +27,11 @@ FORMATS = (
     "semantic-color",
 )
 
+# Image vector labels: boxes and polygons (points and polylines are counted, not exported).
+VECTOR_TASKS = ("bboxes", "vector")
+
 FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
+FORMATS_BY_TASK.update({task: ("coco-instance", "yolo") for task in VECTOR_TASKS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,8 @@ class Annotation:
     id: int
     category_id: int
     attributes: tuple[tuple[str, Any], ...] | None = None  # object attributes, key order kept
+    type: str | None = None  # vector tasks: bbox | polygon | polyline | point | ...
+    points: tuple[tuple[float, float], ...] = ()  # vector tasks: pixel coordinates
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,174 @@
+"""Vector labels (`bboxes` and `vector` task types) to coco-instance and YOLO.
+
+Contract:
+  * Coordinates are pixels of the image as displayed (EXIF orientation applied), origin at
+    the top-left corner, x right, y down; the image size comes from the image's header.
+  * bbox `[[x0, y0], [x1, y1]]`: corners sorted (reversed corners are fixed), then clipped to
+    the image `[0, W] x [0, H]`.
+  * polygon: clipped to the image (Sutherland-Hodgman); its box is the clipped polygon's
+    extent and its area the clipped polygon's (shoelace) area.
+  * A shape with no area inside the image (zero-size box, polygon outside the image or with
+    fewer than 3 corners) is dropped with a warning; so are annotations whose category is not
+    in the taxonomy, `point` and `polyline` annotations (not exported yet) and unknown types.
+  * coco-instance: `{image_id, category_id, bbox [x, y, w, h], area, iscrowd 0}`, plus
+    `segmentation` `[[x1, y1, x2, y2, ...]]` for polygons (boxes carry none), plus the object
+    `attributes` when present. Numbers are rounded to 1/1000 pixel, so equal inputs give
+    equal text.
+  * yolo: one `class xc yc w h` line per exported box or polygon (its box), normalised to
+    [0, 1], six decimals, 0-based class position; a sample gets a file even when empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transforms.formats import paths
+from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps
+from transforms.formats.types import Annotation, Sample
+
+Point = tuple[float, float]
+SHAPES = ("bbox", "polygon")
+
+
+def _r(v: float) -> float | int:
+    """1/1000 pixel, and integers printed without a fraction."""
+    v = round(v, 3) + 0.0  # -0.0 -> 0.0
+    return int(v) if v.is_integer() else v
+
+
+def clip_box(points: Sequence[Point], width: float, height: float) -> tuple[float, float, float, float] | None:
+    """(x0, y0, x1, y1) sorted and clipped to the image, or None when it has no area."""
+    (ax, ay), (bx, by) = points[0], points[1]
+    x0, x1 = sorted((ax, bx))
+    y0, y1 = sorted((ay, by))
+    x0, x1 = max(0.0, x0), min(float(width), x1)
+    y0, y1 = max(0.0, y0), min(float(height), y1)
+    if x1 - x0 <= 0 or y1 - y0 <= 0:
+        return None
+    return x0, y0, x1, y1
+
+
+def _clip_edge(poly: list[Point], inside, cross) -> list[Point]:
+    out: list[Point] = []
+    for i, cur in enumerate(poly):
+        prev = poly[i - 1]
+        if inside(cur):
+            if not inside(prev):
+                out.append(cross(prev, cur))
+            out.append(cur)
+        elif inside(prev):
+            out.append(cross(prev, cur))
+    return out
+
+
+def clip_polygon(points: Sequence[Point], width: float, height: float) -> list[Point]:
+    """The polygon clipped to the image rectangle (Sutherland-Hodgman)."""
+    poly = list(points)
+
+    def at_x(x):
+        return lambda p, q: (x, p[1] + (q[1] - p[1]) * (x - p[0]) / (q[0] - p[0]))
+
+    def at_y(y):
+        return lambda p, q: (p[0] + (q[0] - p[0]) * (y - p[1]) / (q[1] - p[1]), y)
+
+    for inside, cross in ((lambda p: p[0] >= 0, at_x(0.0)),
+                          (lambda p: p[0] <= width, at_x(float(width))),
+                          (lambda p: p[1] >= 0, at_y(0.0)),
+                          (lambda p: p[1] <= height, at_y(float(height)))):
+        if not poly:
+            break
+        poly = _clip_edge(poly, inside, cross)
+    return poly
+
+
+def polygon_area(poly: Sequence[Point]) -> float:
+    n = len(poly)
+    return abs(sum(poly[i][0] * poly[(i + 1) % n][1] - poly[(i + 1) % n][0] * poly[i][1]
+                   for i in range(n))) / 2.0
+
+
+def _shape(ann: Annotation, width: int, height: int):
+    """(box (x0, y0, x1, y1), area, polygon or None) inside the image, or a reason to drop."""
+    if ann.type == "bbox":
+        if len(ann.points) != 2:
+            return f"bbox with {len(ann.points)} points"
+        box = clip_box(ann.points, width, height)
+        if box is None:
+            return "box with no area inside the image"
+        return box, (box[2] - box[0]) * (box[3] - box[1]), None
+    if ann.type == "polygon":
+        poly = clip_polygon(ann.points, width, height) if len(ann.points) >= 3 else []
+        area = polygon_area(poly) if len(poly) >= 3 else 0.0
+        if area <= 0:
+            return "polygon with no area inside the image"
+        xs, ys = [p[0] for p in poly], [p[1] for p in poly]
+        return (min(xs), min(ys), max(xs), max(ys)), area, poly
+    return f"{ann.type} annotations are not exported"
+
+
+def export_vector_sample(sample: Sample, width: int, height: int, settings: ExportSettings,
+                         image_ext: str, warnings: list[str] | None = None) -> SampleOutput:
+    """coco-instance and yolo artifacts of one vector sample (see the contract)."""
+    tax = settings.taxonomy
+    formats = set(settings.formats)
+    notes = list(warnings or [])
+    dropped: dict[str, int] = {}
+    bodies, lines, stats = [], [], {}
+    for ann in sample.annotations:
+        if tax.position(ann.category_id) < 0:
+            reason = "a category not in the taxonomy"
+        else:
+            shape = _shape(ann, width, height)
+            reason = shape if isinstance(shape, str) else None
+        if reason is not None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        (x0, y0, x1, y1), area, poly = shape
+        s = stats.setdefault(ann.category_id, [0, 0])
+        s[0] += 1
+        s[1] += round(area)
+        if "coco-instance" in formats:
+            body = {"image_id": sample.image_id, "category_id": ann.category_id,
+                    "bbox": [_r(x0), _r(y0), _r(x1 - x0), _r(y1 - y0)]}
+            if poly is not None:
+                body["segmentation"] = [[_r(v) for p in poly for v in p]]
+            body["area"] = _r(area)
+            body["iscrowd"] = 0
+            if ann.attributes:
+                body["attributes"] = dict(ann.attributes)
+            bodies.append(dumps(body))
+        lines.append(f"{tax.position(ann.category_id)} {(x0 + x1) / 2 / width:.6f} "
+                     f"{(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} "
+                     f"{(y1 - y0) / height:.6f}\n")
+    for reason, n in sorted(dropped.items()):
+        notes.append(f"annotations left out ({reason}): {n}")
+    out = SampleOutput([], None, bodies, None, len(lines), notes, [],
+                       tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
+    if "coco-instance" in formats:
+        out.coco_image = dumps({"id": sample.image_id,
+                                "file_name": paths.image_file_name(sample.stem, image_ext),
+                                "height": height, "width": width})
+    if "yolo" in formats:
+        rel = paths.sample_file("yolo", sample.stem, settings.labelset)
+        out.files.append((rel, "".join(lines).encode("ascii")))
+        out.artifacts.append(("yolo", rel))
+    return out
+
+
+def rasterize(sample: Sample, width: int, height: int):
+    """An id map of the sample's boxes and polygons (1-based annotation order; the preview)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for k, ann in enumerate(sample.annotations, 1):
+        shape = _shape(ann, width, height)
+        if isinstance(shape, str):
+            continue
+        (x0, y0, x1, y1), _, poly = shape
+        if poly is None:
+            draw.rectangle((x0, y0, x1, y1), fill=k)
+        else:
+            draw.polygon(poly, fill=k)
+    return np.asarray(canvas, dtype=np.uint32)
