@@ -1,6 +1,6 @@
 """Memory benchmark: peak RSS against release size.
 
-    python -m benchmarks.memory                      # reader on 1M samples; segmentation 1k and 10k
+    python -m benchmarks.memory          # reader on 1M samples; segmentation 1k, 10k; bboxes 20k, 200k
     python -m benchmarks.memory --reader 0 --segmentation 1000,4000 --chunk_samples 1000
 
 Prints one row per run and the ratios the project tracks:
@@ -8,7 +8,8 @@ Prints one row per run and the ratios the project tracks:
     the pipeline's reader step does) on a generated N-sample release file;
   * segmentation: the real command (`python -m pipeline`, every format, DirectRunner with
     every core, assets over HTTP on 127.0.0.1) on generated releases of each size;
-  * bboxes: the same for a bounding-box release (sizes read from image headers).
+  * bboxes: the same for a bounding-box release (3 boxes per sample, image sizes read from
+    the first bytes of each image: one HTTP Range request per sample).
 Peak RSS is measured per process from /proc (VmHWM), for the launcher (the Beam runner,
 which holds the data between steps on local runs), the largest process, and every process
 together (sampled every 0.2 s).
@@ -97,6 +98,21 @@ def _segmentation_release(workdir: str, samples: int, args) -> str:
     return root
 
 
+def _bboxes_release(workdir: str, samples: int) -> str:
+    """A bboxes release: 3 boxes per sample; 100 image files, a distinct URL per sample."""
+    root = os.path.join(workdir, f"bboxes-{samples}")
+    if not os.path.exists(os.path.join(root, "release.json")):
+        tmp = root + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.monotonic()
+        synth.make_vector_release(tmp, samples=samples, seed=0, task_type="bboxes",
+                                  sizes=((640, 480), (480, 640), (1280, 720)),
+                                  distinct_images=100, keep_truth=False)
+        os.replace(tmp, root)
+        print(f"generated bboxes-{samples} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return root
+
+
 def export_row(kind: str, root: str, samples: int, args) -> dict:
     out = os.path.join(args.workdir, "out-memory")
     shutil.rmtree(out, ignore_errors=True)
@@ -156,6 +172,8 @@ def main(argv=None) -> None:
     ap.add_argument("--reader_gz", action="store_true", help="also read a .gz copy")
     ap.add_argument("--segmentation", default="1000,10000",
                     help="segmentation release sizes to export (comma-separated; 0 to skip)")
+    ap.add_argument("--bboxes", default="20000,200000",
+                    help="bboxes release sizes to export (comma-separated; 0 to skip)")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--instances", type=int, default=10)
@@ -172,8 +190,11 @@ def main(argv=None) -> None:
     for n in _sizes(args.segmentation):
         rows.append(export_row("segmentation", _segmentation_release(args.workdir, n, args), n, args))
         print(json.dumps(rows[-1]), file=sys.stderr)
+    for n in _sizes(args.bboxes):
+        rows.append(export_row("bboxes", _bboxes_release(args.workdir, n), n, args))
+        print(json.dumps(rows[-1]), file=sys.stderr)
     print(_table(rows))
-    ratios = [r for r in (_ratios(rows, "segmentation"),) if r]
+    ratios = [r for r in (_ratios(rows, "segmentation"), _ratios(rows, "bboxes")) if r]
     for r in ratios:
         print(f"\npeak ratio {r['run']} {r['to']} / {r['from']} samples: launcher "
               f"{r['launcher_mb']}x, largest process {r['largest_process_mb']}x, all processes "
