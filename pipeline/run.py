@@ -221,8 +221,8 @@ def _run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str)
         for c in chunks:
             runner, _ = _local_runner(options, argv)
             pipeline = beam.Pipeline(runner=runner, options=options)
-            run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), id_base)
-            graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=run)
+            chunk_run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), id_base)
+            graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=chunk_run)
             result = pipeline.run()
             result.wait_until_finish()
             for name, value in _counts(result).items():
