@@ -47,7 +47,7 @@ HEADER_BYTES = 1 << 16  # enough for the size (and EXIF) of nearly every image f
 
 
 def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
-    """(SampleOutput, image bytes to copy or None, extension, preview id map and categories).
+    """(SampleOutput, whole image bytes or None, extension, (width, height)).
 
     The image size is read from the image's first bytes (an HTTP Range request) unless the
     image is copied or previewed anyway; a header that does not fit is fetched whole.
@@ -65,7 +65,15 @@ def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         w, h = bitmap.image_size(data)
     ext = paths.image_extension(sample.image_url, sample.name) or bitmap.image_extension(data)
     out = vector.export_vector_sample(sample, w, h, job.settings, ext)
-    return out, (data if whole else None), ext
+    return out, (data if whole else None), ext, (w, h)
+
+
+def _thumbnail(sample: Sample, id_map, categories: dict[int, int], job: ExportJob,
+               image_bytes: bytes | None):
+    """(index, name, thumbnail) for preview.png; `categories` maps id_map values."""
+    tax = job.settings.taxonomy
+    cats = {k: c for k, c in categories.items() if tax.position(c) >= 0}
+    return sample.index, sample.name, preview.thumbnail(id_map, cats, tax, image_bytes)
 
 
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
@@ -75,14 +83,12 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     """
     if job.settings.vector:
         try:
-            out, image_bytes, ext = _vector_sample(sample, job, fetcher)
+            out, image_bytes, ext, size = _vector_sample(sample, job, fetcher)
             thumb = None
             if sample.index < preview.PREVIEW_SAMPLES:
-                id_map = vector.rasterize(sample, *bitmap.image_size(image_bytes))
-                cats = {k: a.category_id for k, a in enumerate(sample.annotations, 1)
-                        if job.settings.taxonomy.position(a.category_id) >= 0}
-                thumb = (sample.index, sample.name,
-                         preview.thumbnail(id_map, cats, job.settings.taxonomy, image_bytes))
+                thumb = _thumbnail(sample, vector.rasterize(sample, *size),
+                                   {k: a.category_id for k, a in enumerate(sample.annotations, 1)},
+                                   job, image_bytes)
         except errors.SampleError as e:
             return _failed(sample, e), None, None
         return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)
@@ -115,10 +121,8 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         out = export_sample(sample, id_map, job.settings, ext, warnings)
         thumb = None
         if sample.index < preview.PREVIEW_SAMPLES:
-            cats = {ann.id: ann.category_id for ann in sample.annotations
-                    if job.settings.taxonomy.position(ann.category_id) >= 0}
-            thumb = (sample.index, sample.name,
-                     preview.thumbnail(id_map, cats, job.settings.taxonomy, image_bytes))
+            thumb = _thumbnail(sample, id_map, {a.id: a.category_id for a in sample.annotations},
+                               job, image_bytes)
     except errors.SampleError as e:
         return _failed(sample, e), None, None
     return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)

@@ -10,25 +10,38 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
 from transforms.formats import chunking, release, storage
-from transforms.formats.types import FAILED
+from transforms.formats.types import FAILED, ManifestRow
 from transforms.progress import Ticker
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
 
 
-class _ReadReleaseFn(beam.DoFn):
-    """release URI -> Sample; ROWS gets ManifestRow for filtered, skipped and malformed."""
+class _CountingReadFn(beam.DoFn):
+    """The readers' shared counters and progress ticks."""
 
-    def __init__(self, info: release.ReleaseInfo, selection: release.Selection,
-                 progress_dir: str | None = None):
-        self._info = info
-        self._selection = selection
+    def __init__(self, progress_dir: str | None):
         self._ticker = Ticker(progress_dir)
         self._read = Metrics.counter("export", "samples_read")
         self._selected = Metrics.counter("export", "samples_selected")
         self._skipped = Metrics.counter("export", "samples_skipped")
         self._failed = Metrics.counter("export", "samples_failed")
+
+    def _row(self, row: ManifestRow) -> pvalue.TaggedOutput:
+        """A sample that never reaches the export step: counted, ticked, tagged ROWS."""
+        self._ticker.tick()
+        (self._failed if row.status == FAILED else self._skipped).inc()
+        return pvalue.TaggedOutput(ROWS, row)
+
+
+class _ReadReleaseFn(_CountingReadFn):
+    """release URI -> Sample; ROWS gets ManifestRow for filtered, skipped and malformed."""
+
+    def __init__(self, info: release.ReleaseInfo, selection: release.Selection,
+                 progress_dir: str | None = None):
+        super().__init__(progress_dir)
+        self._info = info
+        self._selection = selection
 
     def process(self, uri: str):
         read = selected = 0
@@ -41,11 +54,8 @@ class _ReadReleaseFn(beam.DoFn):
                     self._selected.inc()
                 if d.sample is not None:
                     yield d.sample
-                    continue
-                self._ticker.tick()  # rows that never reach the export step
-                row = chunking.decision_row(d)
-                (self._failed if row.status == FAILED else self._skipped).inc()
-                yield pvalue.TaggedOutput(ROWS, row)
+                else:
+                    yield self._row(chunking.decision_row(d))
         self._ticker.close()
         _LOGGER.info("read %d samples, %d selected", read, selected)
 
@@ -69,16 +79,12 @@ class ReadRelease(beam.PTransform):
         )
 
 
-class _ReadChunkFn(beam.DoFn):
+class _ReadChunkFn(_CountingReadFn):
     """chunk file -> Sample with its final stem; ROWS gets the chunk's other ManifestRows."""
 
     def __init__(self, stems_path: str, progress_dir: str | None = None):
+        super().__init__(progress_dir)
         self._stems_path = stems_path
-        self._ticker = Ticker(progress_dir)
-        self._read = Metrics.counter("export", "samples_read")
-        self._selected = Metrics.counter("export", "samples_selected")
-        self._skipped = Metrics.counter("export", "samples_skipped")
-        self._failed = Metrics.counter("export", "samples_failed")
 
     def process(self, path: str):
         stems = pickle.loads(storage.read_bytes(self._stems_path))
@@ -86,12 +92,7 @@ class _ReadChunkFn(beam.DoFn):
             self._read.inc()
             if selected:
                 self._selected.inc()
-            if kind == "sample":
-                yield item
-                continue
-            self._ticker.tick()
-            (self._failed if item.status == FAILED else self._skipped).inc()
-            yield pvalue.TaggedOutput(ROWS, item)
+            yield item if kind == "sample" else self._row(item)
         self._ticker.close()
 
 
