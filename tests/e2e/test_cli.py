@@ -101,7 +101,14 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "would export 2 samples to coco-instance" in result.stdout
     assert "skip       2  filtered out by --filter_by (status REVIEWED)" in result.stdout
     assert "skip       1  no label in this labelset" in result.stdout
+    assert "chunks" not in result.stdout  # 6 samples: below the automatic chunk size
     assert not out.exists()
+
+
+def test_dry_run_says_when_a_local_run_would_be_chunked(tmp_path):
+    result = _cli("--output", str(tmp_path / "out"), "--dry_run", "--chunk_samples", "4")
+    assert result.returncode == 0, result.stderr
+    assert "in chunks of up to 4 samples (--chunk_samples)" in result.stdout
 
 
 def test_help_documents_every_setting():
