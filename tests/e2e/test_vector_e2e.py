@@ -124,3 +124,17 @@ def test_a_sample_without_image_url_fails_alone(vector_release, tmp_path):
     assert counts["samples_exported"] == 8 and counts["samples_failed"] == 1
     failure = json.loads((out / "failures.jsonl").read_text())
     assert failure["name"] == "v_000003.jpg" and "image size is needed" in failure["reason"]
+
+
+def test_chunked_vector_export_is_byte_identical(vector_release, tmp_path):
+    from tests.conftest import tree
+
+    path, _, _ = vector_release
+    one, chunked = tmp_path / "one", tmp_path / "chunked"
+    run(["--release", path, "--output", str(one), "--images", "none", "--chunk_samples", "0",
+         *IN_MEMORY])
+    run(["--release", path, "--output", str(chunked), "--images", "none", "--chunk_samples", "4",
+         "--coco_shard_size", "3", *IN_MEMORY])
+    a, b = tree(str(one)), tree(str(chunked))
+    assert sorted(a) == sorted(b) and "coco-instance.json" in a
+    assert [k for k in a if a[k] != b[k]] == []
