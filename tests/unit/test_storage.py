@@ -177,3 +177,56 @@ def test_signed_url_secrets_never_reach_the_logs(caplog):
         listener.close()
     assert "SECRET123" not in e.value.reason
     assert not [r for r in caplog.records if "SECRET123" in r.getMessage()]
+
+
+def test_responses_above_the_size_limit_fail_the_fetch_without_secrets(tmp_path):
+    from benchmarks.server import StaticServer
+
+    (tmp_path / "big.png").write_bytes(b"x" * 5000)
+    (tmp_path / "ok.png").write_bytes(b"y" * 1000)
+    with StaticServer(str(tmp_path)) as server:
+        fetcher = storage.Fetcher(server.url + "release.json", timeout=5, max_bytes=1000)
+        with pytest.raises(errors.FetchError, match="1000-byte limit") as exc:
+            fetcher.fetch(server.url + "big.png?X-Amz-Signature=secret", "bitmap")
+        assert "secret" not in str(exc.value)
+        assert fetcher.fetch(server.url + "ok.png", "bitmap") == b"y" * 1000
+        # A header read stays a header read, whatever the limit.
+        assert fetcher.fetch(server.url + "big.png", "image", limit=10) == b"x" * 10
+        fetcher.close()
+    local = storage.Fetcher(str(tmp_path / "release.json"), max_bytes=1000)
+    with pytest.raises(errors.FetchError, match="1000-byte limit"):
+        local.fetch("big.png", "bitmap")
+    assert local.fetch("ok.png", "bitmap") == b"y" * 1000
+
+
+def test_a_redirect_loop_fails_the_fetch_after_a_few_hops():
+    import http.server
+    import threading
+
+    hits = []
+
+    class Loop(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Loop)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/a.png?token=secret"
+        fetcher = storage.Fetcher(url, timeout=5, attempts=2)
+        with pytest.raises(errors.FetchError, match=f"more than {storage.MAX_REDIRECTS} redirects") as exc:
+            fetcher.fetch(url, "image")
+        assert "secret" not in str(exc.value)
+        assert len(hits) == storage.MAX_REDIRECTS + 1
+        fetcher.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

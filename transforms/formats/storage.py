@@ -107,12 +107,21 @@ def open_release(uri: str, timeout: float = 60.0) -> IO[bytes]:
     return stream
 
 
+MAX_ASSET_BYTES = 1 << 30  # one image or bitmap; larger responses fail the sample
+MAX_REDIRECTS = 5
+
+
 class Fetcher:
-    """Fetches asset bytes. Build in `DoFn.setup()`; the session is created lazily."""
+    """Fetches asset bytes. Build in `DoFn.setup()`; the session is created lazily.
+
+    A response larger than `max_bytes` or more than `MAX_REDIRECTS` redirects fail the
+    sample (FetchError) instead of filling the worker's memory or looping.
+    """
 
     def __init__(self, release_uri: str, timeout: float = 30.0, attempts: int = 5,
-                 allow_local: bool | None = None):
+                 allow_local: bool | None = None, max_bytes: int = MAX_ASSET_BYTES):
         self._release_uri = release_uri
+        self._max_bytes = max_bytes
         self._timeout = timeout
         self._attempts = attempts
         self._allow_local = (not is_remote(release_uri)) if allow_local is None else allow_local
@@ -147,6 +156,7 @@ class Fetcher:
                 raise_on_status=False,
             )
             session = requests.Session()
+            session.max_redirects = MAX_REDIRECTS
             adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -174,34 +184,46 @@ class Fetcher:
             raise errors.FetchError(f"{what}: local path refused in a remote release: {redact(url)}")
         try:
             with open(local, "rb") as f:
-                return f.read() if limit is None else f.read(limit)
+                return self._capped(f.read(limit or self._max_bytes + 1), what, url)
         except FileNotFoundError:
             raise errors.FetchError(f"{what}: file not found: {url}") from None
         except OSError as e:
             raise errors.FetchError(f"{what}: cannot read {url}: {e.strerror}") from None
 
+    def _too_large(self, what: str, url: str) -> errors.FetchError:
+        return errors.FetchError(
+            f"{what}: larger than the {self._max_bytes}-byte limit: {redact(url)}")
+
+    def _capped(self, data: bytes, what: str, url: str) -> bytes:
+        if len(data) > self._max_bytes:
+            raise self._too_large(what, url)
+        return data
+
     def _fetch_http(self, url: str, what: str, limit: int | None = None) -> bytes:
         import requests
 
         headers = {"Range": f"bytes=0-{limit - 1}"} if limit else None
+        cap = limit or self._max_bytes + 1
         try:
-            resp = self._http().get(url, timeout=self._timeout, headers=headers,
-                                    stream=limit is not None)
-            if limit is not None and resp.status_code == 416:  # an empty file
-                resp.close()
-                return b""
-            if resp.status_code not in ((200, 206) if limit else (200,)):
-                resp.close()
-                raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
-            if limit is None:
-                return resp.content
-            data = bytearray()
-            with resp:  # a server ignoring Range sends everything: stop reading early
-                for chunk in resp.iter_content(65536):
+            with self._http().get(url, timeout=self._timeout, headers=headers,
+                                  stream=True) as resp:
+                if limit is not None and resp.status_code == 416:  # an empty file
+                    return b""
+                if resp.status_code not in ((200, 206) if limit else (200,)):
+                    raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
+                declared = resp.headers.get("Content-Length", "")
+                if limit is None and declared.isdigit() and int(declared) > self._max_bytes:
+                    raise self._too_large(what, url)
+                data = bytearray()
+                # A server ignoring Range sends everything: stop reading at the cap.
+                for chunk in resp.iter_content(1 << 20):
                     data += chunk
-                    if len(data) >= limit:
+                    if len(data) >= cap:
                         break
-            return bytes(data[:limit])
+            return bytes(data[:limit]) if limit else self._capped(bytes(data), what, url)
+        except requests.TooManyRedirects:
+            raise errors.FetchError(
+                f"{what}: more than {MAX_REDIRECTS} redirects for {redact(url)}") from None
         except requests.RequestException as e:
             raise errors.FetchError(
                 f"{what}: {type(e).__name__} after {self._attempts} attempts for {redact(url)}"
@@ -212,7 +234,7 @@ class Fetcher:
 
         try:
             with fsspec.open(url, "rb") as f:
-                return f.read() if limit is None else f.read(limit)
+                return self._capped(f.read(limit or self._max_bytes + 1), what, url)
         except FileNotFoundError:
             raise errors.FetchError(f"{what}: not found: {redact(url)}") from None
         except ImportError as e:
