@@ -144,45 +144,28 @@ def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selec
     chunks: list[Chunk] = []
     hashes = array.array("Q")  # collision-key hash per exported sample, in index order
     names_path = storage.join(folder, "names.tsv")
-    names = storage.open_atomic(names_path)
-    names_out = names.__enter__()
-    current = None
-    first = count = samples = 0
-
-    def close() -> None:
-        nonlocal current
-        if current is not None:
-            current[0].__exit__(None, None, None)
-            chunks.append(Chunk(len(chunks), current[1], first, count, samples))
-            current = None
-
-    try:
-        for d in release.decide(stream, info, selection):
-            if current is not None and (samples >= chunk_samples
-                                        or count >= ROWS_PER_CHUNK_FACTOR * chunk_samples):
-                close()
-            if current is None:
-                path = storage.join(folder, f"chunk-{len(chunks):06d}.pickle")
-                writer = storage.open_atomic(path)
-                current = (writer, path, writer.__enter__())
-                first, count, samples = d.position, 0, 0
-            count += 1
-            if d.sample is not None:
-                samples += 1
-                stem = paths.sample_stem(d.sample.name)
-                h = _stem_hash(stem)
-                hashes.append(h)
-                names_out.write(f"{h:016x}\t{d.sample.index}\t{stem}\n".encode("utf-8", "surrogatepass"))
-                dump(current[2], ("sample", d.sample))
-            else:
-                dump(current[2], ("row", decision_row(d), d.selected))
-        close()
-        names.__exit__(None, None, None)
-    except BaseException as e:
-        if current is not None:
-            current[0].__exit__(type(e), e, None)
-        names.__exit__(type(e), e, None)
-        raise
+    decisions = release.decide(stream, info, selection)
+    d = next(decisions, None)
+    with storage.open_atomic(names_path) as names_out:
+        while d is not None:  # one chunk per turn
+            path = storage.join(folder, f"chunk-{len(chunks):06d}.pickle")
+            first, count, samples = d.position, 0, 0
+            with storage.open_atomic(path) as out:
+                while d is not None and samples < chunk_samples and (
+                        count < ROWS_PER_CHUNK_FACTOR * chunk_samples):
+                    count += 1
+                    if d.sample is not None:
+                        samples += 1
+                        stem = paths.sample_stem(d.sample.name)
+                        h = _stem_hash(stem)
+                        hashes.append(h)
+                        names_out.write(f"{h:016x}\t{d.sample.index}\t{stem}\n"
+                                        .encode("utf-8", "surrogatepass"))
+                        dump(out, ("sample", d.sample))
+                    else:
+                        dump(out, ("row", decision_row(d), d.selected))
+                    d = next(decisions, None)
+            chunks.append(Chunk(len(chunks), path, first, count, samples))
     if not chunks:  # a release without samples: one empty chunk
         path = storage.join(folder, "chunk-000000.pickle")
         storage.write_bytes(path, b"")
