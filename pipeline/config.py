@@ -35,6 +35,7 @@ class ExportConfig:
     max_failures: int | None = None  # exit 3 when more samples fail than this
     max_failure_ratio: float | None = None  # ... or more than this share of selected samples
     chunk_samples: int | str = "auto"  # local runs: samples per chunk; 0 = one chunk
+    allow_local_files: bool = False  # read file://, absolute and out-of-folder local paths
 
     def chunk_size(self, local: bool) -> int:
         """Samples per chunk for this run (0: the release in one pipeline)."""
@@ -156,6 +157,8 @@ def _validate(cfg: ExportConfig) -> None:
             or not isinstance(cfg.max_failure_ratio, (int, float))
             or not 0 <= cfg.max_failure_ratio <= 1):
         raise ConfigError("max_failure_ratio: expected a number between 0 and 1")
+    if not isinstance(cfg.allow_local_files, bool):
+        raise ConfigError(f"allow_local_files: expected true or false, got {cfg.allow_local_files!r}")
     chunk = cfg.chunk_samples
     if chunk != "auto" and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0):
         raise ConfigError(f"chunk_samples: expected auto, 0 or a positive integer, got {chunk!r}")

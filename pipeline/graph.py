@@ -62,7 +62,8 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                               vector=info.task_type in VECTOR_TASKS)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
-                    http_attempts=cfg.http_attempts, progress_dir=progress_dir)
+                    http_attempts=cfg.http_attempts, allow_local_files=cfg.allow_local_files,
+                    progress_dir=progress_dir)
     temp = storage.join(cfg.output, paths.TEMP_DIR)
 
     if chunk is None:

@@ -72,5 +72,10 @@ class ExportOptions(PipelineOptions):
         g.add_argument("--validate", action="store_true", default=False,
                        help="After the export, re-open every output with the readers users load "
                             "it with (python -m pipeline.validate) and exit 1 on any problem.")
+        g.add_argument("--allow_local_files", action="store_true", default=None,
+                       help="Also read assets from file:// URLs, absolute local paths and "
+                            "relative paths outside the release's folder (default: refused per "
+                            "sample; a local release reads relative paths inside its folder, a "
+                            "remote release no local file at all).")
         g.add_argument("--http_attempts", type=int, default=None,
                        help="Attempts per HTTP fetch, retrying 429/5xx/resets (default 5).")

@@ -94,7 +94,7 @@ def prepare(argv: Sequence[str] | None = None):
         "release", "output", "config", "formats", "labelset", "filter_by",
         "filter_by_metadata", "images", "id_increment", "instance_png", "coco_shard_size",
         "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
-        "max_failure_ratio", "chunk_samples")}
+        "max_failure_ratio", "chunk_samples", "allow_local_files")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         header = release.scan_header(stream)

@@ -30,6 +30,7 @@ class ExportJob:
     copy_images: bool = True
     http_timeout: float = 30.0
     http_attempts: int = 5
+    allow_local_files: bool = False
     progress_dir: str | None = None  # local runs: where workers tick (transforms.progress)
 
 
@@ -173,7 +174,8 @@ class _ExportSampleFn(beam.DoFn):
 
     def setup(self):
         self._fetcher = storage.Fetcher(self._job.release_uri, timeout=self._job.http_timeout,
-                                        attempts=self._job.http_attempts)
+                                        attempts=self._job.http_attempts,
+                                        allow_local_files=self._job.allow_local_files)
 
     def teardown(self):
         if self._fetcher is not None:

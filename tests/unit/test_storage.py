@@ -47,6 +47,36 @@ def test_remote_release_may_not_read_local_files(tmp_path):
         fetcher.fetch("file://" + str(tmp_path / "secret"), "image")
     # An absolute path in a remote release is a path on the release's own host (RFC 3986).
     assert storage.resolve("/secret", release) == "http://127.0.0.1:9/secret"
+    allowed = storage.Fetcher(release, allow_local_files=True)
+    assert allowed.fetch("file://" + str(tmp_path / "secret"), "image") == b"x"
+
+
+def test_local_release_reads_only_inside_its_folder_unless_allowed(tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"outside")
+    folder = tmp_path / "release"
+    (folder / "labels").mkdir(parents=True)
+    (folder / "labels" / "a.png").write_bytes(b"inside")
+    release = str(folder / "release.json")
+    fetcher = storage.Fetcher(release)
+    assert fetcher.fetch("labels/a.png", "bitmap") == b"inside"
+    assert fetcher.fetch("labels/../labels/a.png", "bitmap") == b"inside"
+    refused = {
+        "../outside.png": "outside the release's folder",
+        "labels/../../outside.png": "outside the release's folder",
+        str(outside): "absolute local path refused",
+        "file://" + str(outside): "absolute local path refused",
+        "file://" + str(folder / "labels" / "a.png"): "absolute local path refused",
+    }
+    for url, reason in refused.items():
+        with pytest.raises(errors.FetchError) as e:
+            fetcher.fetch(url, "bitmap")
+        assert reason in e.value.reason and "--allow_local_files" in e.value.reason, url
+    allowed = storage.Fetcher(release, allow_local_files=True)
+    for url in refused:
+        assert allowed.fetch(url, "bitmap") in (b"outside", b"inside")
+    with pytest.raises(errors.FetchError, match="unsupported URL scheme 'ftp'"):
+        allowed.fetch("ftp://127.0.0.1/x.png", "bitmap")
 
 
 def test_connection_refused_is_a_fetch_error_after_retries():

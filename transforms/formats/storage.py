@@ -3,8 +3,11 @@
 Contract:
   * A relative asset URL is resolved against the release file's location (a directory for a
     local release, `urljoin` for a remote one).
-  * A remote release may not point at local files (`file://`, absolute or relative paths
-    that resolve locally): such an asset is refused per sample.
+  * Local files are read only where the release puts them: a relative path in a local
+    release that stays inside the release's folder. `file://` URLs, absolute paths,
+    relative paths leaving that folder (`../..`), and any local path in a remote release
+    are refused per sample unless `allow_local_files` (`--allow_local_files`) is set.
+    Other schemes than http(s), gs and s3 are refused per sample.
   * http(s) goes through one pooled `requests.Session` per fetcher, retrying 429/5xx and
     connection errors with exponential backoff and honouring `Retry-After`; other schemes
     through fsspec (gcsfs for gs://; s3fs must be installed for s3://).
@@ -119,12 +122,16 @@ class Fetcher:
     """
 
     def __init__(self, release_uri: str, timeout: float = 30.0, attempts: int = 5,
-                 allow_local: bool | None = None, max_bytes: int = MAX_ASSET_BYTES):
+                 allow_local_files: bool = False, max_bytes: int = MAX_ASSET_BYTES):
         self._release_uri = release_uri
         self._max_bytes = max_bytes
         self._timeout = timeout
         self._attempts = attempts
-        self._allow_local = (not is_remote(release_uri)) if allow_local is None else allow_local
+        self._allow_local_files = allow_local_files
+        # Relative paths of a local release may read inside its folder (lexically: a
+        # symlink the user placed there is theirs to follow).
+        self._release_dir = (None if scheme(release_uri)
+                             else os.path.dirname(os.path.abspath(release_uri)))
         self._session = None
         self._fs: dict[str, object] = {}
 
@@ -180,8 +187,10 @@ class Fetcher:
         local = _local_path(target)
         if local is None:
             raise errors.FetchError(f"{what}: unsupported URL scheme {s!r} in {redact(url)}")
-        if not self._allow_local:
-            raise errors.FetchError(f"{what}: local path refused in a remote release: {redact(url)}")
+        refused = self._local_refusal(url, local)
+        if refused:
+            raise errors.FetchError(f"{what}: {refused}: {redact(url)} (--allow_local_files "
+                                    "allows it)")
         try:
             with open(local, "rb") as f:
                 return self._capped(f.read(limit or self._max_bytes + 1), what, url)
@@ -189,6 +198,19 @@ class Fetcher:
             raise errors.FetchError(f"{what}: file not found: {url}") from None
         except OSError as e:
             raise errors.FetchError(f"{what}: cannot read {url}: {e.strerror}") from None
+
+    def _local_refusal(self, url: str, local: str) -> str:
+        """Why reading `local` (resolved from `url`) is refused, or ""."""
+        if self._allow_local_files:
+            return ""
+        if self._release_dir is None:
+            return "local path refused in a remote release"
+        if scheme(url) or os.path.isabs(url):
+            return "absolute local path refused"
+        inside = os.path.commonpath([self._release_dir, os.path.normpath(local)])
+        if inside != self._release_dir:
+            return "local path outside the release's folder refused"
+        return ""
 
     def _too_large(self, what: str, url: str) -> errors.FetchError:
         return errors.FetchError(
