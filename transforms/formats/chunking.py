@@ -27,7 +27,7 @@ import json
 import os
 import pickle
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 import numpy as np
@@ -137,11 +137,16 @@ def _stem_hash(stem: str) -> int:
 
 
 def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selection,
-          folder: str, chunk_samples: int) -> list[Chunk]:
-    """Writes the chunk files and the stem files (see module contract); returns the chunks."""
+          folder: str, chunk_samples: int, only: Container[int] | None = None) -> list[Chunk]:
+    """Writes the chunk files and the stem files (see module contract); returns the chunks.
+
+    With `only` (release positions), the chunks hold those positions alone; the output
+    names are still decided over the whole release (`--only_failed`).
+    """
     if chunk_samples < 1:
         raise ValueError("chunk_samples must be positive")
     chunks: list[Chunk] = []
+    ends: list[int] = []  # chunk k's samples have indices below ends[k] (and above ends[k-1])
     hashes = array.array("Q")  # collision-key hash per exported sample, in index order
     names_path = storage.join(folder, "names.tsv")
     decisions = release.decide(stream, info, selection)
@@ -153,24 +158,32 @@ def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selec
             with storage.open_atomic(path) as out:
                 while d is not None and samples < chunk_samples and (
                         count < ROWS_PER_CHUNK_FACTOR * chunk_samples):
-                    count += 1
+                    kept = only is None or d.position in only
+                    if kept:
+                        count += 1
                     if d.sample is not None:
-                        samples += 1
                         stem = paths.sample_stem(d.sample.name)
                         h = _stem_hash(stem)
                         hashes.append(h)
                         names_out.write(f"{h:016x}\t{d.sample.index}\t{stem}\n"
                                         .encode("utf-8", "surrogatepass"))
-                        dump(out, ("sample", d.sample))
-                    else:
+                        if kept:
+                            samples += 1
+                            dump(out, ("sample", d.sample))
+                    elif kept:
                         dump(out, ("row", decision_row(d), d.selected))
                     d = next(decisions, None)
+            if count == 0 and only is not None:
+                storage.remove_tree(path)  # nothing kept since the previous chunk
+                continue
             chunks.append(Chunk(len(chunks), path, first, count, samples))
+            ends.append(len(hashes))
     if not chunks:  # a release without samples: one empty chunk
         path = storage.join(folder, "chunk-000000.pickle")
         storage.write_bytes(path, b"")
         chunks.append(Chunk(0, path, 0, 0, 0))
-    _write_stem_overrides(folder, names_path, hashes, chunks)
+        ends.append(0)
+    _write_stem_overrides(folder, names_path, hashes, chunks, ends)
     return chunks
 
 
@@ -179,7 +192,7 @@ def stems_path(folder: str, number: int) -> str:
 
 
 def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
-                          chunks: list[Chunk]) -> None:
+                          chunks: list[Chunk], ends: list[int]) -> None:
     """stems-{k}.pickle: {sample index: stem} for chunk k's samples whose name collides."""
     values, counts = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_counts=True)
     shared = set(values[counts > 1].tolist())
@@ -193,12 +206,11 @@ def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
     overrides: dict[int, str] = {}
     for members in groups.values():
         overrides.update(paths.unique_stems(members))
-    # Chunk k's samples have the indices [start_k, start_k + samples_k).
     start = 0
-    for c in chunks:
-        mine = {i: s for i, s in overrides.items() if start <= i < start + c.samples}
+    for c, end in zip(chunks, ends):
+        mine = {i: s for i, s in overrides.items() if start <= i < end}
         storage.write_bytes(stems_path(folder, c.number), pickle.dumps(mine))
-        start += c.samples
+        start = end
 
 
 def chunk_items(chunk_path: str, stems: Mapping[int, str]) -> Iterator[tuple[str, Any, bool]]:
