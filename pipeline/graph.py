@@ -18,14 +18,14 @@ from transforms import (
 )
 from transforms.coco import WriteCocoFragments
 from transforms.export import ExportJob
-from transforms.formats import chunking, coco, paths, storage, yolo
+from transforms.formats import chunking, coco, ledger, paths, storage, yolo
 from transforms.formats.release import ReleaseInfo
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import VECTOR_TASKS
 from transforms.read import ReadChunk
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
-from transforms.write import WriteManifestParts, WriteOnce
+from transforms.write import WriteLedger, WriteManifestParts, WriteOnce
 
 
 def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]) -> dict:
@@ -49,13 +49,16 @@ class ChunkRun:
     chunk: chunking.Chunk
     stems_path: str
     id_base: int  # coco-instance annotations of the chunks before this one
+    ledger_only: bool = False  # --only_failed: the samples' files and ledger entries only
 
 
 def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
           formats: tuple[str, ...], progress_dir: str | None = None,
-          chunk: ChunkRun | None = None) -> dict[str, Any]:
+          chunk: ChunkRun | None = None, ledger_dir: str | None = None) -> dict[str, Any]:
     """The export's steps. With `chunk`, only that chunk's samples, and the global files
-    (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`."""
+    (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`. Every
+    sample's result also goes to the ledger in `ledger_dir` (default: the output's first
+    generation, `ledger`; a chunk's parts go to the temporary folder)."""
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png,
@@ -83,9 +86,18 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     exported = named | "ExportSamples" >> ExportSamples(job)
     # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON); rows: ManifestRow
     rows = (read.rows, exported.rows) | "AllRows" >> beam.Flatten()
+    entries = (read.rows | "LedgerEntries" >> beam.Map(ledger.entry),
+               exported.ledger) | "AllLedgerEntries" >> beam.Flatten()
+    written = entries | "WriteLedger" >> WriteLedger(
+        ledger_dir or (ledger.generation_dir(cfg.output, 0) if chunk is None
+                       else storage.join(cfg.output, paths.TEMP_DIR, "ledger")),
+        chunk.chunk.number if chunk else None)
+    if chunk is not None and chunk.ledger_only:
+        return {"ledger": written}
     if chunk is not None:
-        return _chunk_outputs(root, cfg, formats, chunk, exported, rows)
+        return {"ledger": written, **_chunk_outputs(root, cfg, formats, chunk, exported, rows)}
     outputs: dict[str, Any] = {
+        "ledger": written,
         "manifest": rows | "WriteManifest" >> WriteManifest(
             cfg.output, info.sample_count, cfg.manifest_rows_per_shard),
         "failures": rows | "WriteFailures" >> WriteFailures(cfg.output),
@@ -151,8 +163,9 @@ def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, 
     return outputs
 
 
-def build_merge(root: beam.Pipeline, merge: chunking.Merge):
-    """The last step of a chunked run: its independent merge tasks, spread over workers."""
+def build_merge(root: beam.Pipeline, merge: chunking.Merge | ledger.Rebuild):
+    """The last step of a chunked run (or of --only_failed): its independent tasks, spread
+    over workers."""
     return (root
             | "MergeTasks" >> beam.Create(merge.tasks())
             | "Merge" >> beam.Map(merge.run))

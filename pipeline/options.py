@@ -69,6 +69,11 @@ class ExportOptions(PipelineOptions):
         g.add_argument("--max_failure_ratio", type=float, default=None,
                        help="Exit with code 3 when more than this share (0..1) of the selected "
                             "samples fail. Default: no limit.")
+        g.add_argument("--only_failed", action="store_true", default=False,
+                       help="Re-export only the samples that failed in the previous export in "
+                            "--output, and update that export in place (every global file is "
+                            "rebuilt; the result equals a full export in which they succeeded). "
+                            "Needs the same release and options as the previous export.")
         g.add_argument("--validate", action="store_true", default=False,
                        help="After the export, re-open every output with the readers users load "
                             "it with (python -m pipeline.validate) and exit 1 on any problem.")

@@ -27,7 +27,7 @@ from pipeline import config as config_mod
 from pipeline import graph
 from pipeline.options import ExportOptions
 from transforms import progress
-from transforms.formats import chunking, errors, paths, release, storage, yolo
+from transforms.formats import chunking, errors, ledger, paths, release, storage, yolo
 from transforms.formats.report import format_table
 from transforms.formats.taxonomy import Taxonomy
 from transforms.report import REPORT
@@ -97,7 +97,9 @@ def prepare(argv: Sequence[str] | None = None):
         "max_failure_ratio", "chunk_samples", "allow_local_files")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
-        header = release.scan_header(stream)
+        hashing = ledger.HashingReader(stream)
+        header = release.scan_header(hashing)
+        release_sha256 = hashing.sha256()
     info = release.release_info(header, cfg.selection)
     formats = cfg.formats or info.formats
     unsupported = [f for f in formats if f not in info.formats]
@@ -120,7 +122,43 @@ def prepare(argv: Sequence[str] | None = None):
     storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
     if flags.get("validate") and storage.scheme(cfg.output):
         raise config_mod.ConfigError("--validate: only local output folders can be validated")
-    return options, cfg, info, tuple(formats), argv
+    fp = fingerprint(cfg, info, tuple(formats), release_sha256)
+    if flags.get("only_failed"):
+        _check_resumable(cfg, fp)
+    return options, cfg, info, tuple(formats), argv, fp
+
+
+def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
+                release_sha256: str) -> ledger.Fingerprint:
+    """What per-sample results depend on (release content and options), for the ledger."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("segments-beam-export")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return ledger.fingerprint(release_sha256, {
+        "formats": list(formats), "labelset": info.labelset,
+        "filter_by": cfg.filter_by, "filter_by_metadata": cfg.filter_by_metadata,
+        "images": cfg.images, "id_increment": cfg.id_increment,
+        "instance_png": cfg.instance_png, "exporter": version})
+
+
+def _check_resumable(cfg, fp: ledger.Fingerprint) -> int:
+    """The generation of the previous export's ledger, or a ConfigError saying why the
+    previous export cannot be completed with --only_failed."""
+    state = ledger.read_state(cfg.output)
+    if state is None:
+        raise config_mod.ConfigError(
+            f"--only_failed: {storage.redact(cfg.output)} holds no finished export to complete "
+            "(no ledger); run the full export without --only_failed")
+    generation, previous = state
+    changed = fp.differences(previous)
+    if changed:
+        raise config_mod.ConfigError(
+            "--only_failed: the previous export was made differently: " + "; ".join(changed)
+            + "; run the full export without --only_failed")
+    return generation
 
 
 def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...], local: bool = True) -> dict:
@@ -150,8 +188,9 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...], local: boo
 
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Runs the export; returns the sample counts. Raises ValueError before any work."""
-    options, cfg, info, formats, argv = prepare(argv)
+    options, cfg, info, formats, argv, fp = prepare(argv)
     local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
+    only_failed = options.view_as(ExportOptions).only_failed
     if is_dry_run(options):
         plan = dry_run(cfg, info, formats, local)
         if local:
@@ -163,32 +202,38 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s%s",
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,
         storage.redact(cfg.output), ", ".join(formats), runner_name,
-        f"; chunks of {chunk_size} samples" if chunked else "")
-    # A rerun replaces the previous export (and a killed run's leftovers) in full, so no
-    # stale shard or per-sample file can mix with the new one.
-    for entry in storage.check_output(cfg.output, paths.OWNED):
-        storage.remove_tree(storage.join(cfg.output, entry))
+        "; only the samples that failed before" if only_failed
+        else f"; chunks of {chunk_size} samples" if chunked else "")
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
-        if chunked:
-            counts = _run_chunked(options, argv, cfg, info, formats, chunk_size, ticks)
-        else:
-            pipeline = beam.Pipeline(runner=runner, options=options)
-            graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
-            with progress.Monitor(ticks, info.sample_count) if local else contextlib.nullcontext():
-                result = pipeline.run()
-                result.wait_until_finish()
-            counts = _counts(result)
+    if only_failed:
+        counts = _run_only_failed(options, argv, cfg, info, formats, fp, local)
+    else:
+        # A rerun replaces the previous export (and a killed run's leftovers) in full, so
+        # no stale shard or per-sample file can mix with the new one.
+        for entry in storage.check_output(cfg.output, paths.OWNED):
+            storage.remove_tree(storage.join(cfg.output, entry))
+        with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
+            if chunked:
+                counts = _run_chunked(options, argv, cfg, info, formats, chunk_size, ticks)
+            else:
+                pipeline = beam.Pipeline(runner=runner, options=options)
+                graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
+                with (progress.Monitor(ticks, info.sample_count) if local
+                      else contextlib.nullcontext()):
+                    result = pipeline.run()
+                    result.wait_until_finish()
+                counts = _counts(result)
+        ledger.write_state(cfg.output, 0, fp)  # last: the export is complete
     storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     elapsed = time.monotonic() - started
     counts["samples"] = info.sample_count
     rate = counts.get("samples_exported", 0) / elapsed if elapsed > 0 else 0.0
     _LOGGER.info(
-        "done in %.1f s: %d samples, %d exported, %d failed, %d skipped (%.1f samples/s); "
+        "done in %.1f s: %d samples, %d %sexported, %d failed, %d skipped (%.1f samples/s); "
         "output in %s%s",
         elapsed, info.sample_count, counts.get("samples_exported", 0),
-        counts.get("samples_failed", 0), counts.get("samples_skipped", 0), rate,
-        storage.redact(cfg.output),
+        "re-" if only_failed else "", counts.get("samples_failed", 0),
+        counts.get("samples_skipped", 0), rate, storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
     report_path = storage.join(cfg.output, REPORT)
     summary = None
@@ -204,6 +249,64 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         report = validate.validate(cfg.output)
         validate.print_report(report)
         counts["validation_problems"] = sum(len(p) for p in report.problems.values())
+    return counts
+
+
+def _global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:
+    """(taxonomy, COCO headers, small files) of the files a merge or rebuild writes."""
+    taxonomy = Taxonomy(info.categories, cfg.id_increment)
+    small = {}
+    if "yolo" in formats:
+        small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
+    return taxonomy, graph.coco_headers(info, taxonomy, formats), small
+
+
+def _run_only_failed(options, argv, cfg, info, formats, fp, local: bool) -> dict[str, int]:
+    """--only_failed: re-export the samples the ledger records as failed, merge their new
+    results into a new ledger generation, and rebuild every global file from it (`ledger`).
+
+    Each step can be interrupted: state.json switches to the new generation only once it is
+    complete, and the global files are rebuilt from whichever generation is current.
+    """
+    generation = _check_resumable(cfg, fp)
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+    storage.remove_tree(temp)  # a killed run's leftovers
+    current = ledger.generation_dir(cfg.output, generation)
+    for stale in (generation - 1, generation + 1):  # a killed run's other generation
+        storage.remove_tree(ledger.generation_dir(cfg.output, stale))
+    failed = ledger.failed_positions(current)
+    _LOGGER.info("re-exporting the %d samples that failed in the previous export", len(failed))
+    counts: dict[str, int] = {}
+    if failed:
+        folder, fresh = storage.join(temp, "chunks"), storage.join(temp, "ledger")
+        with storage.open_release(cfg.release) as stream:
+            chunks = chunking.split(stream, info, cfg.selection, folder,
+                                    cfg.chunk_size(local) or len(failed), only=set(failed))
+        with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks, (
+                progress.Monitor(ticks, len(failed)) if local else contextlib.nullcontext()):
+            for c in chunks:
+                runner, _ = _local_runner(options, argv)
+                pipeline = beam.Pipeline(runner=runner, options=options)
+                graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None,
+                            chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), 0,
+                                                 ledger_only=True),
+                            ledger_dir=fresh)
+                result = pipeline.run()
+                result.wait_until_finish()
+                for name, value in _counts(result).items():
+                    counts[name] = counts.get(name, 0) + value
+        target = ledger.generation_dir(cfg.output, generation + 1)
+        ledger.combine(current, fresh, target)
+        ledger.write_state(cfg.output, generation + 1, fp)  # the new ledger is current
+        storage.remove_tree(current)
+        current = target
+    taxonomy, headers, small = _global_files(cfg, info, formats)
+    rebuild = ledger.Rebuild(cfg.output, current, info.sample_count, cfg.manifest_rows_per_shard,
+                             headers, graph.report_header(cfg, info, formats), taxonomy, small)
+    runner, _ = _local_runner(options, argv)
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    graph.build_merge(pipeline, rebuild)
+    pipeline.run().wait_until_finish()
     return counts
 
 
@@ -231,20 +334,18 @@ def _run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str)
                 id_base += chunking.read_total(
                     chunking.PartPaths(temp, c.number).coco_total("coco-instance"))
             storage.remove_tree(c.path)  # its samples are exported; free the disk space
-        taxonomy = Taxonomy(info.categories, cfg.id_increment)
-        small = {}
-        if "yolo" in formats:
-            small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
+        taxonomy, headers, small = _global_files(cfg, info, formats)
         merge = chunking.Merge(
             cfg.output, temp, tuple(c.number for c in chunks), info.sample_count,
-            cfg.manifest_rows_per_shard, graph.coco_headers(info, taxonomy, formats),
-            graph.report_header(cfg, info, formats), taxonomy, small)
+            cfg.manifest_rows_per_shard, headers, graph.report_header(cfg, info, formats),
+            taxonomy, small)
         # The merge is a pipeline too: its tasks run on the workers, in parallel, and the
         # launcher's memory stays that of the chunk runs.
         runner, _ = _local_runner(options, argv)
         pipeline = beam.Pipeline(runner=runner, options=options)
         graph.build_merge(pipeline, merge)
         pipeline.run().wait_until_finish()
+    ledger.merge_parts(storage.join(temp, "ledger"), ledger.generation_dir(cfg.output, 0))
     return counts
 
 

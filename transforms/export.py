@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import bitmap, errors, paths, preview, storage, vector
+from transforms.formats import bitmap, errors, ledger, paths, preview, storage, vector
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
 from transforms.progress import Ticker
@@ -20,6 +20,7 @@ from transforms.progress import Ticker
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
 PREVIEW = "preview"
+LEDGER = "ledger"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,11 +198,12 @@ class _ExportSampleFn(beam.DoFn):
                 self._warned.inc()
             yield part
         yield pvalue.TaggedOutput(ROWS, row)
+        yield pvalue.TaggedOutput(LEDGER, ledger.entry(row, part, thumb))
 
 
 class ExportSamples(beam.PTransform):
     """Sample -> coco parts; ROWS gets one ManifestRow per sample, PREVIEW thumbnails of the
-    first samples. Files are written here."""
+    first samples, LEDGER each sample's `ledger.entry`. Files are written here."""
 
     def __init__(self, job: ExportJob):
         super().__init__()
@@ -209,4 +211,4 @@ class ExportSamples(beam.PTransform):
 
     def expand(self, samples):
         return samples | "Export" >> beam.ParDo(_ExportSampleFn(self._job)).with_outputs(
-            ROWS, PREVIEW, main="parts")
+            ROWS, PREVIEW, LEDGER, main="parts")

@@ -1,11 +1,11 @@
-"""WriteManifest, WriteFailures, WriteOnce: the run's small result files."""
+"""WriteManifest, WriteFailures, WriteOnce, WriteLedger: the run's result files."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import chunking, manifest, paths, storage
+from transforms.formats import chunking, ledger, manifest, paths, storage
 
 
 def _packed_by_shard(row, rows_per_shard: int):
@@ -110,3 +110,28 @@ class WriteOnce(beam.PTransform):
     def expand(self, pbegin):
         return pbegin | "Path" >> beam.Create([self._path]) | "Write" >> beam.Map(
             _write_once, self._data)
+
+
+def _by_ledger_shard(entry):
+    return ledger.shard_of(entry[0]), entry
+
+
+def _write_ledger_shard(element, folder: str, part: int | None) -> str:
+    shard, items = element
+    return ledger.write_shard(shard, items, folder, part)
+
+
+class WriteLedger(beam.PTransform):
+    """`ledger.entry` (position, status, packed result) -> ledger files in `folder`, one per
+    shard of `ledger.LEDGER_POSITIONS` positions (`part`: the chunk of a chunked run, whose
+    files are parts for `ledger.merge_parts`)."""
+
+    def __init__(self, folder: str, part: int | None = None):
+        super().__init__()
+        self._folder, self._part = folder, part
+
+    def expand(self, entries):
+        return (entries
+                | "KeyByShard" >> beam.Map(_by_ledger_shard)
+                | "GroupByShard" >> beam.GroupByKey()
+                | "Write" >> beam.Map(_write_ledger_shard, self._folder, self._part))

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from benchmarks import synth
 from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument
 from transforms.export import ExportJob, _ExportSampleFn
-from transforms.formats import coco, release
+from transforms.formats import chunking, coco, release
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import Sample
@@ -95,8 +95,20 @@ def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
     assert part[0] == 0 and len(part[2]) == 1 and row.status == "exported"
     assert tagged["preview"][:2] == (0, "good.jpg")  # index 0 is among the previewed samples
     assert os.path.exists(tmp_path / "out" / "instance" / "good_label_ground-truth_instance.png")
-    assert len(out_bad) == 1 and out_bad[0].value.status == "failed"
-    assert out_bad[0].value.stage == "decode"
+    # The ledger entry carries the same row, COCO part and thumbnail (for --only_failed).
+    position, status, packed = tagged["ledger"]
+    assert (position, status) == (0, "exported")
+    assert _same_entry(chunking.unpack(packed), (row, part, tagged["preview"]))
+    bad_tagged = {o.tag: o.value for o in out_bad}
+    assert set(bad_tagged) == {"rows", "ledger"}  # no COCO part, no thumbnail
+    assert bad_tagged["rows"].status == "failed" and bad_tagged["rows"].stage == "decode"
+    assert chunking.unpack(bad_tagged["ledger"][2]) == (bad_tagged["rows"], None, None)
+
+
+def _same_entry(a, b) -> bool:
+    """Ledger entries compare field by field (thumbnails are numpy arrays)."""
+    (row_a, part_a, (i_a, n_a, t_a)), (row_b, part_b, (i_b, n_b, t_b)) = a, b
+    return (row_a, part_a, i_a, n_a) == (row_b, part_b, i_b, n_b) and np.array_equal(t_a, t_b)
 
 
 def test_export_samples_main_and_failed_outputs(pipeline, tmp_path):

@@ -46,12 +46,13 @@ YOLO_DATA_YAML = "data.yaml"
 FAILURES = "failures.jsonl"
 MANIFEST_DIR = "manifest"
 TEMP_DIR = ".tmp-export"
+STATE_DIR = ".export-state"  # the ledger of sample results (`ledger`), for --only_failed
 REPORT = "report.json"
 PREVIEW = "preview.png"
 
 # Everything an export writes at the top of OUT (a rerun replaces exactly these).
-OWNED = (TEMP_DIR, COCO_INSTANCE_JSON, COCO_PANOPTIC_JSON, "coco-panoptic", YOLO_DATA_YAML,
-         "labels", "images", "instance", "semantic", "instance-color", "semantic-color",
+OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_PANOPTIC_JSON, "coco-panoptic",
+         YOLO_DATA_YAML, "labels", "images", "instance", "semantic", "instance-color", "semantic-color",
          MANIFEST_DIR, FAILURES, REPORT, PREVIEW)
 
 _PER_SAMPLE = {
