@@ -193,6 +193,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     only_failed = options.view_as(ExportOptions).only_failed
     if is_dry_run(options):
         plan = dry_run(cfg, info, formats, local)
+        if only_failed:
+            generation = _check_resumable(cfg, fp)
+            plan["only_failed"] = len(ledger.failed_positions(
+                ledger.generation_dir(cfg.output, generation)))
+            print(f"--only_failed: would re-export the {plan['only_failed']} samples that failed "
+                  f"in the previous export in {storage.redact(cfg.output)} and rebuild its "
+                  "global files")
         if local:
             return plan
     chunk_size = cfg.chunk_size(local)

@@ -84,6 +84,8 @@ def test_only_failed_completes_the_export_byte_for_byte(served, tmp_path, mode):
     images_before = {k: v for k, v in tree(str(out)).items() if k.startswith("images")}
 
     publish_late_bitmaps()
+    plan = _export(path, out, *mode, "--only_failed", "--dry_run")
+    assert plan["only_failed"] == len(LATE + GONE) and _failed_positions(out) == sorted(LATE + GONE)
     again = _export(path, out, *mode, *IN_MEMORY, "--only_failed")
     # Only the failed samples went through the export step.
     assert again["samples_exported"] == len(LATE) and again["samples_failed"] == len(GONE)
