@@ -8,9 +8,11 @@ Contract:
     relative paths leaving that folder (`../..`), and any local path in a remote release
     are refused per sample unless `allow_local_files` (`--allow_local_files`) is set.
     Other schemes than http(s), gs and s3 are refused per sample.
-  * http(s) goes through one pooled `requests.Session` per fetcher, retrying 429/5xx and
-    connection errors with exponential backoff and honouring `Retry-After`; other schemes
-    through fsspec (gcsfs for gs://; s3fs must be installed for s3://).
+  * http(s) goes through one pooled `requests.Session` per fetcher, retrying 429/5xx,
+    connection resets and timeouts with capped exponential backoff and jitter, honouring
+    `Retry-After`; a body cut short (reset, early close, stall) is fetched again (an asset)
+    or resumed from where it broke off (the release). Other schemes go through fsspec
+    (gcsfs for gs://; s3fs must be installed for s3://).
   * URLs are redacted (query string, fragment and credentials dropped) in every message.
   * Writes are atomic: local files are written under a temporary name and renamed; object
     stores publish an object only when its upload completes.
@@ -19,10 +21,13 @@ Contract:
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import os
 import posixpath
+import random
 import tempfile
+import time
 import urllib.parse
 from typing import IO
 
@@ -75,24 +80,15 @@ def _local_path(uri: str) -> str | None:
     return None
 
 
-def open_release(uri: str, timeout: float = 60.0) -> IO[bytes]:
-    """A binary stream of the release JSON (a `.gz` suffix is decompressed)."""
+def open_release(uri: str, timeout: float = 60.0, attempts: int = 5) -> IO[bytes]:
+    """A binary stream of the release JSON (a `.gz` suffix is decompressed); over http(s),
+    transient faults are retried and a body cut short is resumed (`_HttpReleaseStream`)."""
     try:
         local = _local_path(uri)
         if local is not None:
             stream: IO[bytes] = open(local, "rb")
         elif scheme(uri) in ("http", "https"):
-            import requests
-
-            resp = requests.get(uri, stream=True, timeout=timeout)
-            if resp.status_code != 200:
-                resp.close()
-                raise errors.ReleaseError(
-                    f"--release: HTTP {resp.status_code} for {redact(uri)}"
-                    + (" (signed release URLs expire; download a fresh one)" if resp.status_code == 403 else "")
-                )
-            resp.raw.decode_content = True
-            stream = resp.raw
+            stream = io.BufferedReader(_HttpReleaseStream(uri, timeout, attempts), 1 << 20)
         else:
             import fsspec
 
@@ -112,6 +108,132 @@ def open_release(uri: str, timeout: float = 60.0) -> IO[bytes]:
 
 MAX_ASSET_BYTES = 1 << 30  # one image or bitmap; larger responses fail the sample
 MAX_REDIRECTS = 5
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+BACKOFF_FACTOR = 0.2  # seconds; doubles per consecutive failure
+BACKOFF_MAX = 10.0
+BACKOFF_JITTER = 0.2
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` consecutive failures (urllib3's schedule: none
+    after the first, then capped exponential growth, plus jitter)."""
+    if failures <= 1:
+        return 0.0
+    return min(BACKOFF_MAX, BACKOFF_FACTOR * 2 ** (failures - 1) + random.random() * BACKOFF_JITTER)
+
+
+def http_session(attempts: int):
+    """A pooled `requests.Session` retrying 429/5xx, resets and timeouts before the body
+    `attempts - 1` times with capped exponential backoff and jitter, honouring Retry-After."""
+    # urllib3 logs each retry with the full request path, query string included: signed
+    # URLs carry their secrets there. Our own messages are redacted.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=attempts - 1,
+        connect=attempts - 1,
+        read=attempts - 1,
+        status=attempts - 1,
+        backoff_factor=BACKOFF_FACTOR,
+        backoff_max=BACKOFF_MAX,
+        backoff_jitter=BACKOFF_JITTER,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.max_redirects = MAX_REDIRECTS
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _BodyError(Exception):
+    """The response body was cut short (reset, early close, read timeout): retry."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _HttpReleaseStream(io.RawIOBase):
+    """The release body over http(s), resumed where it broke off when the connection is
+    reset, closed early or stalls (a Range request from the last byte read; a server that
+    ignores Range sends it all again and the bytes already read are skipped)."""
+
+    def __init__(self, url: str, timeout: float, attempts: int):
+        super().__init__()
+        self._url, self._timeout, self._attempts = url, timeout, attempts
+        self._session = http_session(attempts)
+        self._resp = None
+        self._pos = 0
+        self._open()
+
+    def _open(self) -> None:
+        import requests
+
+        headers = {"Accept-Encoding": "identity"}  # byte offsets of the file itself
+        if self._pos:
+            headers["Range"] = f"bytes={self._pos}-"
+        try:
+            resp = self._session.get(self._url, stream=True, timeout=self._timeout,
+                                     headers=headers)
+        except requests.RequestException as e:
+            raise errors.ReleaseError(
+                f"--release: cannot open {redact(self._url)}: {type(e).__name__} after "
+                f"{self._attempts} attempts") from None
+        resumed = self._pos and resp.status_code == 206 and resp.headers.get(
+            "Content-Range", "").startswith(f"bytes {self._pos}-")
+        if resp.status_code != 200 and not resumed:
+            resp.close()
+            raise errors.ReleaseError(
+                f"--release: HTTP {resp.status_code} for {redact(self._url)}"
+                + (" (signed release URLs expire; download a fresh one)"
+                   if resp.status_code == 403 else ""))
+        resp.raw.decode_content = True
+        self._resp = resp
+        self._skip = 0 if resumed else self._pos  # bytes sent again, to drop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        import urllib3
+
+        failures = 0
+        while True:
+            try:
+                while self._skip:
+                    got = self._resp.raw.read(min(self._skip, 1 << 20))
+                    if not got:
+                        raise errors.ReleaseError(
+                            f"--release: {redact(self._url)} became shorter while read")
+                    self._skip -= len(got)
+                n = self._resp.raw.readinto(buffer)
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                failures += 1
+                if failures == self._attempts:
+                    raise errors.ReleaseError(
+                        f"--release: {type(e).__name__} reading {redact(self._url)} after "
+                        f"{failures} attempts") from None
+                self._resp.close()
+                time.sleep(backoff(failures))
+                self._open()
+                continue
+            self._pos += n
+            return n
+
+    def close(self) -> None:
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+        self._session.close()
+        super().close()
 
 
 class Fetcher:
@@ -142,32 +264,7 @@ class Fetcher:
 
     def _http(self):
         if self._session is None:
-            # urllib3 logs each retry with the full request path, query string included:
-            # signed URLs carry their secrets there. Our own messages are redacted.
-            logging.getLogger("urllib3").setLevel(logging.ERROR)
-            import requests
-            from requests.adapters import HTTPAdapter
-            from urllib3.util.retry import Retry
-
-            retry = Retry(
-                total=self._attempts - 1,
-                connect=self._attempts - 1,
-                read=self._attempts - 1,
-                status=self._attempts - 1,
-                backoff_factor=0.2,
-                backoff_max=10.0,
-                backoff_jitter=0.2,
-                status_forcelist=(429, 500, 502, 503, 504),
-                allowed_methods=frozenset({"GET"}),
-                respect_retry_after_header=True,
-                raise_on_status=False,
-            )
-            session = requests.Session()
-            session.max_redirects = MAX_REDIRECTS
-            adapter = HTTPAdapter(pool_connections=8, pool_maxsize=16, max_retries=retry)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._session = session
+            self._session = http_session(self._attempts)
         return self._session
 
     def fetch(self, url: str | None, what: str, limit: int | None = None) -> bytes:
@@ -224,32 +321,53 @@ class Fetcher:
     def _fetch_http(self, url: str, what: str, limit: int | None = None) -> bytes:
         import requests
 
+        # urllib3 retries what happens before the body (statuses, resets, timeouts); a body
+        # cut short (reset, early close, stall) surfaces while reading it: retried here.
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._get_http(url, what, limit)
+            except _BodyError as e:
+                if attempt == self._attempts:
+                    raise errors.FetchError(
+                        f"{what}: {e.kind} reading the body after {attempt} attempts for "
+                        f"{redact(url)}") from None
+                time.sleep(backoff(attempt))
+            except requests.TooManyRedirects:
+                raise errors.FetchError(
+                    f"{what}: more than {MAX_REDIRECTS} redirects for {redact(url)}") from None
+            except requests.RequestException as e:
+                raise errors.FetchError(
+                    f"{what}: {type(e).__name__} after {self._attempts} attempts for "
+                    f"{redact(url)}") from None
+        raise AssertionError("unreachable")
+
+    def _get_http(self, url: str, what: str, limit: int | None) -> bytes:
+        import requests
+
         headers = {"Range": f"bytes=0-{limit - 1}"} if limit else None
         cap = limit or self._max_bytes + 1
-        try:
-            with self._http().get(url, timeout=self._timeout, headers=headers,
-                                  stream=True) as resp:
-                if limit is not None and resp.status_code == 416:  # an empty file
-                    return b""
-                if resp.status_code not in ((200, 206) if limit else (200,)):
-                    raise errors.FetchError(f"{what}: HTTP {resp.status_code} for {redact(url)}")
-                declared = resp.headers.get("Content-Length", "")
-                if limit is None and declared.isdigit() and int(declared) > self._max_bytes:
-                    raise self._too_large(what, url)
-                data = bytearray()
+        with self._http().get(url, timeout=self._timeout, headers=headers,
+                              stream=True) as resp:
+            if limit is not None and resp.status_code == 416:  # an empty file
+                return b""
+            if resp.status_code not in ((200, 206) if limit else (200,)):
+                retried = (f" after {self._attempts} attempts"
+                           if resp.status_code in RETRY_STATUSES else "")
+                raise errors.FetchError(
+                    f"{what}: HTTP {resp.status_code}{retried} for {redact(url)}")
+            declared = resp.headers.get("Content-Length", "")
+            if limit is None and declared.isdigit() and int(declared) > self._max_bytes:
+                raise self._too_large(what, url)
+            data = bytearray()
+            try:
                 # A server ignoring Range sends everything: stop reading at the cap.
                 for chunk in resp.iter_content(1 << 20):
                     data += chunk
                     if len(data) >= cap:
                         break
-            return bytes(data[:limit]) if limit else self._capped(bytes(data), what, url)
-        except requests.TooManyRedirects:
-            raise errors.FetchError(
-                f"{what}: more than {MAX_REDIRECTS} redirects for {redact(url)}") from None
-        except requests.RequestException as e:
-            raise errors.FetchError(
-                f"{what}: {type(e).__name__} after {self._attempts} attempts for {redact(url)}"
-            ) from None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                raise _BodyError(type(e).__name__) from None
+        return bytes(data[:limit]) if limit else self._capped(bytes(data), what, url)
 
     def _fetch_fsspec(self, url: str, what: str, limit: int | None = None) -> bytes:
         import fsspec
