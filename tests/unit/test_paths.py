@@ -354,6 +354,29 @@ def test_images_paths():
     assert paths.image_file_name("dir/img", ".jpg") == "dir/img.jpg"
 
 
+def test_an_image_of_unknown_format_is_copied_as_bin():
+    # never extensionless: images/a would block the folder of sample a/b, and sample
+    # "a.jpg.x" (stem a.jpg) would replace the image of sample a.jpg
+    assert paths.image_path("a", "") == "images/a.bin"
+    assert paths.image_file_name("a/b", "") == "a/b.bin"
+
+
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("d.jpg/e.jpg", "d.jpg_/e"),  # images/d.jpg is sample d.jpg's image
+        ("D.JPG/e.jpg", "D.JPG_/e"),  # case-insensitive file systems
+        ("t.txt/u/v.png", "t.txt_/u/v"),  # labels/t.txt
+        ("x_label_ls_instance.png/y", "x_label_ls_instance.png_/y"),
+        ("a.bin/b", "a.bin_/b"),
+        ("v1.2/b.jpg", "v1.2/b"),  # not a file extension: unchanged
+        ("d.jpg", "d"),  # the file's own stem is not a folder
+    ],
+)
+def test_a_folder_never_ends_like_a_file(name, stem):
+    assert paths.sample_stem(name) == stem
+
+
 @pytest.mark.parametrize(
     "url, name, ext",
     [

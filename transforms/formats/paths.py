@@ -6,6 +6,10 @@ Contract:
     drive letters, NUL/control characters and characters Windows forbids are removed or
     replaced; components are cut to 120 bytes (plus a hash of the full component); an empty
     result becomes `sample`. No stem can name a path outside the output folder.
+  * A folder never has a file's name: every per-sample file ends with a known extension
+    (an image of unknown format is copied as `{stem}.bin`), and a folder component that ends
+    with one gets `_` (`d.jpg/e.jpg` -> `d.jpg_/e`). So no sample's file can be another
+    sample's folder or file, whatever order the samples are written in.
   * Stems are unique case-insensitively (macOS/Windows file systems): samples whose stems
     collide are ordered by index; the first keeps its stem, the others get `__{image_id}`
     (see `unique_stems`).
@@ -39,6 +43,9 @@ _WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(10)
 }
 _IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif",
                ".avif", ".jxl", ".jp2"}
+UNKNOWN_IMAGE_EXT = ".bin"  # the copied image's extension when its format is unknown
+# Every per-sample file name ends with one of these (case-insensitively); folders never do.
+_FILE_EXTS = tuple(sorted(_IMAGE_EXTS | {".txt", UNKNOWN_IMAGE_EXT}))
 
 COCO_INSTANCE_JSON = "coco-instance.json"
 COCO_PANOPTIC_JSON = "coco-panoptic.json"
@@ -87,7 +94,8 @@ def sample_stem(name: str) -> str:
         root, ext = posixpath.splitext(last)
         parts[-1] = root if root else last
     clean = [c for c in (_clean_component(p) for p in parts if p not in ("", ".", "..")) if c]
-    return "/".join(clean) or "sample"
+    folders = [c + "_" if c.casefold().endswith(_FILE_EXTS) else c for c in clean[:-1]]
+    return "/".join(folders + clean[-1:]) or "sample"
 
 
 def collision_key(stem: str) -> str:
@@ -130,12 +138,12 @@ def image_extension(url: str | None, name: str) -> str:
 
 
 def image_path(stem: str, ext: str) -> str:
-    return f"images/{stem}{ext}"
+    return f"images/{image_file_name(stem, ext)}"
 
 
 def image_file_name(stem: str, ext: str) -> str:
-    """COCO `file_name`: relative to the images folder."""
-    return f"{stem}{ext}"
+    """COCO `file_name`: relative to the images folder; `ext` '' (unknown format) -> `.bin`."""
+    return f"{stem}{ext or UNKNOWN_IMAGE_EXT}"
 
 
 def safe_labelset(labelset: str) -> str:

@@ -1,0 +1,227 @@
+"""Hostile sample names, end to end through the real pipeline: every output file lands inside
+OUT, belongs to its own sample (checked pixel for pixel and byte for byte against what the
+test drew) and no sample's file replaces another's, whatever the runner or chunking."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import unicodedata
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from benchmarks import synth
+from benchmarks.verify import SPEC_COLORMAP, read_png
+from pipeline.run import run
+from tests.conftest import tree
+
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+H, W = 8, 12
+PERSON, SKY = 1, 5  # synth.CATEGORIES: a thing and a stuff category
+CLASS = {c["id"]: i for i, c in enumerate(synth.CATEGORIES)}  # YOLO class positions
+COLOR = {c["id"]: tuple(c["color"]) for c in synth.CATEGORIES if c.get("color")}
+
+CAFE = "café.jpg"
+NAMES = [
+    "../../x.jpg", "../x.jpg", "/etc/passwd", "/tmp/evil.jpg", "C:\\x.jpg", "C:/x.jpg",
+    "\\\\server\\share\\x.jpg", "x__2.jpg",  # looks like the name "../x.jpg" is given below
+    "a\x00b.jpg", "new\nline.jpg", "car\rriage.jpg", "tab\t.jpg", "esc\x1b[31m.jpg", "del\x7f.jpg",
+    "c1\x85\x9b.jpg", "L" * 296 + ".jpg", "F" * 300 + "/f.jpg", "é" * 200 + ".jpg",
+    "..", ".", "", "   ", " x.jpg. ",
+    unicodedata.normalize("NFC", CAFE), unicodedata.normalize("NFD", CAFE), "CAFÉ.jpg",
+    "CON.jpg", "nul.jpg", "COM1.txt.jpg", "stream.jpg:ads",
+    "X.jpg", "x.jpg", "x.png",
+    "a/b.jpg", "a\\b.jpg", "a_b.jpg",
+    "d.jpg", "d.jpg/e.jpg", "D.JPG/f.jpg", "t.txt/g.jpg",
+    "q?.jpg", "q*.jpg", "q_.jpg", "q|.jpg", "q<.jpg",
+    # images of an unknown format (copied without a recognised extension)
+    "u", "u/v", "a.jpg", "a.jpg.q",
+]
+UNKNOWN_FORMAT = {"u", "u/v", "a.jpg.q"}
+# Absolute targets the names point at: an export must never touch them.
+ABSOLUTE = ("/etc/passwd", "/tmp/evil.jpg", "/tmp/evil.png", "/tmp/x.jpg", "/tmp/x.png")
+
+
+def _id_map(k: int) -> np.ndarray:
+    """Sample k's own layout: person (id 1) on the first k+1 pixels, sky (id k+2) on the
+    next two, in raster order; no two samples have the same map."""
+    ids = np.zeros((H, W), np.uint32)
+    ids.flat[: k + 1] = 1
+    ids.flat[k + 1: k + 3] = k + 2
+    return ids
+
+
+def _image(k: int) -> bytes:
+    """Sample k's own image bytes: a PNG of its own colour, or unknown data."""
+    if NAMES[k] in UNKNOWN_FORMAT:
+        return f"sample {k}: a picture in a format nobody knows".encode()
+    buf = io.BytesIO()
+    Image.fromarray(np.full((H, W, 3), (k, 255 - k, 7), np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _annotations(k: int) -> list[dict]:
+    return [{"id": 1, "category_id": PERSON}, {"id": k + 2, "category_id": SKY}]
+
+
+def _write_release(root) -> str:
+    """Assets as relative files without an extension (the name's extension is used)."""
+    (root / "assets").mkdir(parents=True)
+    entries = []
+    for k, name in enumerate(NAMES):
+        (root / "assets" / f"bitmap{k}.png").write_bytes(synth.id_map_to_png(_id_map(k)))
+        (root / "assets" / f"image{k}").write_bytes(_image(k))
+        entries.append(synth.sample_entry(name, f"u{k}", f"assets/image{k}",
+                                          f"assets/bitmap{k}.png", _annotations(k)))
+    return synth.write_release(str(root), entries)
+
+
+def _outside(tmp, out) -> dict[str, bytes]:
+    """Every file under tmp except those in OUT, and the absolute targets' state."""
+    files = {p: b for p, b in tree(str(tmp)).items() if not p.startswith(os.path.relpath(out, tmp))}
+    for p in ABSOLUTE:
+        files[p] = os.stat(p).st_mtime_ns if os.path.lexists(p) else None
+    return files
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(release path, OUT, files outside OUT before, after): OUT nested four levels deep, so a
+    name climbing out with ../ would land in the test's own folder."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    path = _write_release(tmp / "release")
+    out = tmp / "a" / "b" / "c" / "out"
+    before = _outside(tmp, out)
+    run(["--release", path, "--output", str(out), "--chunk_samples", "0", *IN_MEMORY])
+    return path, out, before, _outside(tmp, out)
+
+
+def _manifest(out) -> list[dict]:
+    return pq.read_table(out / "manifest" / "manifest-00000-of-00001.parquet").to_pylist()
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def test_every_hostile_name_exports_its_own_files_inside_out(exported):
+    _, out, before, after = exported
+    assert after == before  # nothing created, changed or removed outside OUT
+    real_out = os.path.realpath(out)
+    rows = _manifest(out)
+    assert [r["position"] for r in rows] == list(range(len(NAMES)))
+    assert [r["status"] for r in rows] == ["exported"] * len(NAMES)
+    assert (out / "failures.jsonl").read_text() == ""
+    coco = json.loads((out / "coco-instance.json").read_text())
+    coco_images = {im["id"]: im for im in coco["images"]}
+    coco_anns: dict[int, list[dict]] = {}
+    for a in coco["annotations"]:
+        coco_anns.setdefault(a["image_id"], []).append(a)
+    panoptic = {a["image_id"]: a for a in json.loads((out / "coco-panoptic.json").read_text())["annotations"]}
+
+    columns = [c for c in rows[0] if c.endswith("_path")]
+    seen: dict[str, str] = {}
+    for row in rows:
+        k = int(row["uuid"][1:])
+        assert row["name"] == (NAMES[k] or row["uuid"])  # an empty name is reported by uuid
+        assert row["image_id"] == k + 1 and row["num_instances"] == 2
+        ids = _id_map(k)
+        for column in columns:
+            rel = row[column]
+            # Inside OUT once every symlink is resolved, a regular file, and nobody else's
+            # (case-insensitively: the export must also be safe on macOS and Windows).
+            full = os.path.realpath(os.path.join(real_out, rel))
+            assert full.startswith(real_out + os.sep) and os.path.isfile(full), (row["name"], rel)
+            assert os.path.relpath(full, real_out) == rel, rel
+            assert seen.setdefault(rel.casefold(), row["name"]) == row["name"], rel
+
+        # every artifact holds this sample's content, not another's
+        assert (out / row["image_path"]).read_bytes() == _image(k), row["name"]
+        instance = read_png(str(out / row["instance_path"]))
+        assert instance.dtype == np.uint16 and np.array_equal(instance, ids), row["name"]
+        semantic = np.where(ids == 1, PERSON, np.where(ids > 1, SKY, 0))
+        assert np.array_equal(read_png(str(out / row["semantic_path"])), semantic), row["name"]
+        sem_color = np.zeros((H, W, 3), np.uint8)
+        sem_color[ids == 1], sem_color[ids > 1] = COLOR[PERSON], COLOR[SKY]
+        assert np.array_equal(read_png(str(out / row["semantic_color_path"])), sem_color)
+        inst_color = np.zeros((H, W, 3), np.uint8)
+        inst_color[ids == 1], inst_color[ids > 1] = SPEC_COLORMAP[0], SPEC_COLORMAP[(k + 1) % 36]
+        assert np.array_equal(read_png(str(out / row["instance_color_path"])), inst_color)
+        lines = []
+        for a in _annotations(k):
+            x, y, w, h = _box(ids == a["id"])
+            lines.append(f"{CLASS[a['category_id']]} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} "
+                         f"{w / W:.6f} {h / H:.6f}")
+        assert (out / row["yolo_path"]).read_text().splitlines() == lines, row["name"]
+
+        # COCO: the image entry names this sample's copied file; its masks are this sample's
+        image = coco_images[row["image_id"]]
+        assert image == {"id": k + 1, "file_name": row["image_path"][len("images/"):],
+                         "height": H, "width": W}
+        anns = sorted(coco_anns[row["image_id"]], key=lambda a: a["id"])
+        assert [a["category_id"] for a in anns] == [PERSON, SKY]
+        for a, iid in zip(anns, (1, k + 2)):
+            assert np.array_equal(mask_utils.decode(a["segmentation"]).astype(bool), ids == iid)
+        pan = panoptic[row["image_id"]]
+        assert "coco-panoptic/" + pan["file_name"] == row["coco_panoptic_path"]
+        rgb = read_png(str(out / row["coco_panoptic_path"])).astype(np.uint32)
+        segments = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        by_category = {s["category_id"]: s["id"] for s in pan["segments_info"]}
+        assert sorted(by_category) == [PERSON, SKY]
+        assert np.array_equal(segments == by_category[PERSON], ids == 1)
+        assert np.array_equal(segments == by_category[SKY], ids > 1)
+        assert not segments[ids == 0].any()
+
+    # Nothing else in the per-sample folders: no leftovers of an overwritten or failed sample.
+    written = [r[c] for r in rows for c in columns]
+    folders = {rel.split("/")[0] for rel in written}
+    assert sorted(p.replace(os.sep, "/") for p in tree(str(out)) if p.split(os.sep)[0] in folders) \
+        == sorted(written)
+
+
+def _id(name: str) -> int:
+    return NAMES.index(name) + 1
+
+
+def test_names_get_the_documented_safe_stems(exported):
+    _, out, _, _ = exported
+    image = {r["name"]: r["image_path"] for r in _manifest(out)}
+    assert image["../../x.jpg"] == "images/x.jpg"  # first in release order keeps the name
+    assert image["x__2.jpg"] == "images/x__2.jpg"  # a literal name wins over a generated one
+    assert image["../x.jpg"] == "images/x__2_2.jpg"
+    assert image["/etc/passwd"] == "images/etc/passwd.png"  # format read from the bytes
+    assert image["/tmp/evil.jpg"] == "images/tmp/evil.jpg"
+    assert image["\\\\server\\share\\x.jpg"] == "images/server/share/x.jpg"
+    assert image["a\x00b.jpg"] == "images/a_b.jpg"
+    assert image["a_b.jpg"] == f"images/a_b__{_id('a_b.jpg')}.jpg"
+    backslash = "a\\b.jpg"
+    assert image["a/b.jpg"] == "images/a/b.jpg" and image[backslash] == f"images/a/b__{_id(backslash)}.jpg"
+    assert image["CON.jpg"] == "images/_CON.jpg" and image["nul.jpg"] == "images/_nul.jpg"
+    nfd = unicodedata.normalize("NFD", CAFE)
+    assert image[CAFE] == "images/café.jpg" and image[nfd] == f"images/café__{_id(nfd)}.jpg"
+    # A folder never has a file's name: images/d.jpg is sample d.jpg's image, so sample
+    # d.jpg/e.jpg gets the folder d.jpg_ (both export, whatever order they are written in).
+    assert image["d.jpg"] == "images/d.jpg" and image["d.jpg/e.jpg"] == "images/d.jpg_/e.jpg"
+    assert image["D.JPG/f.jpg"] == "images/D.JPG_/f.jpg" and image["t.txt/g.jpg"] == "images/t.txt_/g.jpg"
+    # An image of unknown format is copied as .bin: "u" cannot block the folder of "u/v", and
+    # "a.jpg.q" (stem a.jpg) cannot replace the image of "a.jpg".
+    assert image["u"] == "images/u.bin" and image["u/v"] == "images/u/v.bin"
+    assert image["a.jpg"] == "images/a.jpg" and image["a.jpg.q"] == "images/a.jpg.bin"
+    for name in ("L" * 296 + ".jpg", "F" * 300 + "/f.jpg", "é" * 200 + ".jpg"):
+        assert all(len(part.encode()) <= 121 + len(".jpg") for part in image[name].split("/")), name
+
+
+def test_chunked_export_of_hostile_names_is_byte_identical(exported, tmp_path):
+    path, out, _, _ = exported
+    chunked = tmp_path / "chunked"
+    run(["--release", path, "--output", str(chunked), "--chunk_samples", "3", *IN_MEMORY])
+    a, b = tree(str(out)), tree(str(chunked))
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if a[k] != b[k]] == []
+
