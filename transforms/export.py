@@ -146,8 +146,8 @@ def _write(sample: Sample, job: ExportJob, out, image_bytes: bytes | None, ext: 
     except OSError as e:
         if e.errno not in _PER_SAMPLE_WRITE_ERRORS:
             raise  # disk full, permissions, I/O errors: the run cannot go on
-        for rel in written:  # all or nothing per sample
-            storage.remove_tree(storage.join(job.output, rel))
+        for done in written:  # all or nothing per sample
+            storage.remove_tree(storage.join(job.output, done))
         reason = f"cannot write {rel}: {os.strerror(e.errno)}"
         return _failed(sample, errors.WriteError(reason)), None, None
     row = ManifestRow(sample.position, sample.uuid, sample.name, EXPORTED,

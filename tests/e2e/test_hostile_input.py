@@ -225,3 +225,30 @@ def test_chunked_export_of_hostile_names_is_byte_identical(exported, tmp_path):
     assert sorted(a) == sorted(b)
     assert [k for k in a if a[k] != b[k]] == []
 
+
+def test_a_name_too_deep_for_the_file_system_fails_alone_and_leaves_none_of_its_files(tmp_path):
+    """Components are cut to 120 bytes, not their number. A name whose image path just fits in
+    Linux's PATH_MAX (4096 bytes with the NUL) but whose longer per-format paths do not fails
+    at the write stage after its image was written; that image is removed again."""
+    out = tmp_path / "out"
+    room = 4095 - len(f"{out}/images/.jpg")  # bytes left for the stem
+    folders = (room - 20) // 100
+    stem = "/".join(["F" * 99] * folders + ["f" * (room - 100 * folders)])
+    assert len(f"{out}/images/{stem}.jpg") == 4095
+    ids = _id_map(0)
+    (tmp_path / "bitmap.png").write_bytes(synth.id_map_to_png(ids))
+    (tmp_path / "image").write_bytes(_image(0))
+    path = synth.write_release(str(tmp_path), [
+        synth.sample_entry(stem + ".jpg", "deep", "image", "bitmap.png", _annotations(0)),
+        synth.sample_entry("ok.jpg", "ok", "image", "bitmap.png", _annotations(0))])
+    counts = run(["--release", path, "--output", str(out), *IN_MEMORY])
+    assert counts["samples_exported"] == 1 and counts["samples_failed"] == 1
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["uuid"] == "deep" and failure["stage"] == "write"
+    # the file that could not be written is named (not the image written before it)
+    too_long = failure["reason"].removeprefix("cannot write ").removesuffix(": File name too long")
+    assert not too_long.startswith("images/") and too_long.endswith(".png")
+    assert len(f"{out}/{too_long}") > 4095
+    files = tree(str(out))
+    assert not [p for p in files if "FFFF" in p]
+    assert files[os.path.join("images", "ok.jpg")] == _image(0)
