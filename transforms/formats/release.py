@@ -18,17 +18,42 @@ Contract:
     sample's metadata (a null metadata matches nothing instead of crashing). Status filter
     first, then metadata. The index among selected samples gives `image_id = index + 1`.
   * A selected sample whose label or label attributes are null is *skipped* (it keeps its
-    index, as in the SDK). A sample whose JSON is malformed *fails* with the field named.
+    index, as in the SDK). A sample whose JSON is malformed *fails* with the field named
+    (stage "read"): a field present with the wrong type (`name`, `uuid`, `labels`, the
+    label, `label_status`, label `attributes`, `annotations` and their items,
+    `segmentation_bitmap` and its `url`, sample `attributes`, `attributes.image` and its
+    `url`) fails the sample; a missing or null one keeps its fallback (name -> uuid ->
+    `#position`, no URL). `metadata` is only read by `filter_by_metadata`: any non-object
+    value there matches nothing, like null.
+  * Duplicate uuids: the first sample carrying a uuid (in file order, whatever its fate)
+    keeps it; every later *selected* sample with the same uuid fails with "uuid: duplicate
+    uuid (first at position P)". The header scan finds them from 8-byte hashes (8 bytes a
+    sample; a false duplicate needs a 64-bit collision, odds about n^2/2^65: 3e-8 for a
+    million samples) and `ReleaseInfo.duplicates` carries them, so the reader, the chunked
+    split and `--dry_run` decide alike. Samples without a uuid are never duplicates.
+  * Memory is bounded whatever the file holds; nothing recurses:
+    - a string, number or key over MAX_TOKEN_BYTES anywhere refuses the file (the parser
+      holds a token whole), naming the sample position;
+    - a sample over MAX_VALUE_BYTES of JSON, or nested more than MAX_DEPTH levels, fails
+      alone and is never built; a header field like that refuses the file; deep values
+      outside the release model (unknown top-level keys) are skipped unbuilt;
+    - ijson's C builder (fast; its per-level prefixes make memory quadratic in depth) reads
+      the samples only when the scan found nothing deeper than MAX_DEPTH and no oversized
+      sample; otherwise `_build` (iterative, capped) does, with the same results.
 """
 
 from __future__ import annotations
 
+import array
 import dataclasses
+import hashlib
+import itertools
 import math
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 import ijson
+import numpy as np
 
 from transforms.formats import errors
 from transforms.formats.types import (
@@ -75,7 +100,15 @@ _HEADER_PREFIXES = frozenset(
     }
 )
 _SAMPLE_ARRAYS = ("dataset.samples", "samples")
-_VALUE_EVENTS = frozenset({"start_map", "start_array", "string", "number", "boolean", "null"})
+_STARTS = frozenset({"start_map", "start_array"})
+_ENDS = frozenset({"end_map", "end_array"})
+_KEPT = frozenset({"uuid", "name"})  # what names a sample that is not built
+_CHUNK_BYTES = 256 * 1024  # per read; yajl re-reads a token cut by a chunk boundary
+
+# Limits that keep memory bounded whatever the file holds (see the contract).
+MAX_DEPTH = 128  # levels of arrays/objects in one sample or header field (itself level 1)
+MAX_VALUE_BYTES = 64 * 2**20  # JSON bytes of one sample or header field
+MAX_TOKEN_BYTES = 16 * 2**20  # one string, number or key, anywhere in the file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +118,26 @@ class Selection:
     labelset: str | None = None  # None: "ground-truth" (v2) or the first task (v1)
     filter_by: tuple[str, ...] | None = None  # upper-cased statuses; None keeps all
     filter_by_metadata: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Duplicates:
+    """The later occurrences of sample uuids in a samples array.
+
+    `positions` (ascending) and `firsts` (the position of the first sample with the same
+    uuid) are little-endian uint64 arrays as bytes: 16 bytes a duplicate, cheap to pickle.
+    """
+
+    positions: bytes = b""
+    firsts: bytes = b""
+
+    def __len__(self) -> int:
+        return len(self.positions) // 8
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """(position, first position), by position."""
+        for p, f in zip(np.frombuffer(self.positions, "<u8"), np.frombuffer(self.firsts, "<u8")):
+            yield int(p), int(f)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,82 +154,329 @@ class ReleaseInfo:
     categories: tuple[Category, ...]
     samples_prefix: str  # ijson prefix of sample items, e.g. "dataset.samples.item"
     sample_count: int
+    # From the header scan, so that every reader decides alike (see the contract):
+    duplicates: Duplicates = Duplicates()
+    oversized: tuple[int, ...] = ()  # positions of samples over MAX_VALUE_BYTES of JSON
+    max_depth: int = 0  # deepest nesting of arrays/objects in the file (the top level is 1)
 
     @property
     def formats(self) -> tuple[str, ...]:
         return FORMATS_BY_TASK[self.task_type]
 
 
-# --------------------------------------------------------------------------- header scan
+# --------------------------------------------------------------------------- streaming JSON
+
+
+class _ValueTooLong(Exception):
+    """A token (`_Events`) or a value being built (`_build`) went past its byte limit."""
+
+    def __init__(self, start: int, limit: int, what: str):
+        super().__init__(start, limit, what)
+        self.start, self.limit, self.what = start, limit, what
+
+
+class _Events:
+    """The basic ijson events of a binary stream (C backend, no prefixes), read in chunks.
+
+    `offset` is the number of bytes handed to the parser so far. The parser holds a token
+    (string, number, key) in memory until it ends, so when `limit` bytes go by without a
+    single event, `_ValueTooLong` is raised instead of reading on.
+    """
+
+    def __init__(self, stream: IO[bytes], limit: int | None = None):
+        self._stream = stream
+        self._limit = limit
+        self.offset = 0
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return itertools.chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list[tuple[str, Any]]]:
+        events = ijson.sendable_list()
+        parser = ijson.basic_parse_coro(events, use_float=True)
+        mark = 0  # where the last chunk that produced an event starts
+        while True:
+            chunk = self._stream.read(_CHUNK_BYTES)
+            if not chunk:
+                break
+            self.offset += len(chunk)
+            parser.send(chunk)
+            if events:
+                mark = self.offset - len(chunk)
+                yield events  # consumed before the next chunk is read, then emptied
+                del events[:]
+            elif self._limit is not None and self.offset - mark > self._limit + _CHUNK_BYTES:
+                raise _ValueTooLong(mark, self._limit, "a JSON string or number")
+        parser.close()
+        yield events
+
+
+def _walk(events: Iterator[tuple[str, Any]],
+          where: list[Any] | None = None) -> Iterator[tuple[str, str, Any, int]]:
+    """(ijson prefix, event, value, depth) of each member of the top-level object and of
+    a `dataset` object in it; `depth` = containers open around the member (1 or 2).
+
+    The walker descends into `dataset` when it is an object; every other container it
+    yields must be consumed by the caller (`_build` or `_skip`) before the next member.
+    `where[0]` is kept at the prefix of the member being read (for messages).
+    """
+    first = next(events, None)
+    if first is None:
+        return
+    if first[0] != "start_map":
+        raise errors.ReleaseError("release file: the top level must be a JSON object")
+    path: list[str] = []  # [] in the top-level object, ["dataset"] in the dataset object
+    key = ""
+    for event, value in events:
+        if event == "map_key":
+            key = value
+            if where is not None:
+                where[0] = f"{path[0]}.{key}" if path else key
+        elif event == "end_map":
+            if not path:
+                return
+            path.pop()
+        else:
+            prefix = f"{path[0]}.{key}" if path else key
+            yield prefix, event, value, len(path) + 1
+            if prefix == "dataset" and event == "start_map":
+                path.append("dataset")
+
+
+def _skip(events: Iterator[tuple[str, Any]], depth: int = 1,
+          keep: dict[str, Any] | None = None) -> int:
+    """Consumes the rest of a container whose innermost open level is `depth` (the
+    container itself is level 1); returns the deepest level seen. `keep` receives the
+    container's top-level string members `uuid` and `name` (to name a sample not built)."""
+    deepest = depth
+    key = None
+    for event, value in events:
+        if event in _STARTS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif event in _ENDS:
+            depth -= 1
+            if depth == 0:
+                break
+        elif depth == 1 and keep is not None:
+            if event == "map_key":
+                key = value
+            elif event == "string" and key in _KEPT:
+                keep[key] = value
+    return deepest
+
+
+@dataclasses.dataclass(frozen=True)
+class _TooDeep:
+    """What `_build` returns for a value nested more than MAX_DEPTH levels deep."""
+
+    member: str  # the member (key, or [index]) of the value in which it got too deep
+
+
+def _build(first: str, first_value: Any, events: Iterator[tuple[str, Any]],
+           keep: dict[str, Any] | None = None, source: _Events | None = None,
+           limit: int = 0) -> Any:
+    """The JSON value whose first event is (first, first_value), the rest read from
+    `events`, built without recursion (what ijson.items builds, with `use_float`). A value
+    nested more than MAX_DEPTH levels is consumed to its end and returned as `_TooDeep`:
+    nobody ever holds, prints or pickles it. `keep` as in `_skip`, for a value returned as
+    `_TooDeep`. With `source`, a value over `limit` bytes raises `_ValueTooLong` as soon as
+    it is."""
+    if first not in _STARTS:
+        return first_value
+    start = source.offset if source is not None else 0
+    root: Any = {} if first == "start_map" else []
+    stack: list[Any] = []  # the open containers above `current`
+    current, key, member = root, None, ""
+    for event, value in events:
+        if source is not None and source.offset - start > limit:
+            raise _ValueTooLong(start, limit, "a JSON value")
+        if event == "map_key":
+            key = value
+        elif event in _STARTS:
+            if not stack:
+                member = key if type(root) is dict else f"[{len(root)}]"
+            if len(stack) + 1 >= MAX_DEPTH:  # this container would be level MAX_DEPTH + 1
+                if keep is not None and type(root) is dict:
+                    keep.update((k, v) for k, v in root.items()
+                                if k in _KEPT and isinstance(v, str))
+                _skip(events, len(stack) + 2, keep)
+                return _TooDeep(str(member))
+            child: Any = {} if event == "start_map" else []
+            if type(current) is dict:
+                current[key] = child
+            else:
+                current.append(child)
+            stack.append(current)
+            current = child
+        elif event in _ENDS:
+            if not stack:
+                return root
+            current = stack.pop()
+        elif type(current) is dict:
+            current[key] = value
+        else:
+            current.append(value)
+    return root
+
+
+def _uuid_hash(uuid: str) -> int:
+    """8 bytes of blake2b; 0 is kept for "no uuid"."""
+    digest = hashlib.blake2b(uuid.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+def _duplicates(hashes: array.array) -> Duplicates:
+    """Duplicates from one uuid hash per position (0 = no uuid). Memory: a sorted copy of
+    the hashes, then only the samples whose hash is shared."""
+    h = np.frombuffer(hashes, dtype=np.uint64)
+    s = np.sort(h[h != 0])
+    shared = np.unique(s[1:][s[1:] == s[:-1]])
+    del s
+    if not len(shared):
+        return Duplicates()
+    candidates = np.flatnonzero(np.isin(h, shared))  # ascending positions
+    order = np.argsort(h[candidates], kind="stable")  # by hash, then position
+    grouped, positions = h[candidates][order], candidates[order]
+    first = np.ones(len(grouped), dtype=bool)
+    first[1:] = grouped[1:] != grouped[:-1]
+    group_first = positions[np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))]
+    later = np.argsort(positions[~first])
+    return Duplicates(positions[~first][later].astype("<u8").tobytes(),
+                      group_first[~first][later].astype("<u8").tobytes())
+
+
+@dataclasses.dataclass
+class _SampleStats:
+    """What the header scan learns about one samples array, one sample at a time."""
+
+    count: int = 0
+    hashes: array.array = dataclasses.field(default_factory=lambda: array.array("Q"))
+    oversized: list[int] = dataclasses.field(default_factory=list)
+
+
+def _scan_samples(events: Iterator[tuple[str, Any]], source: _Events, stats: _SampleStats,
+                  where: list[Any], limit: int) -> int:
+    """Consumes a samples array (after its start_array): counts the samples, hashes their
+    uuids and notes those over `limit` bytes, building none of them. Returns the deepest
+    level seen (the array is level 1)."""
+    count, hashes, oversized = stats.count, stats.hashes, stats.oversized
+    depth, deepest, start, h, want_uuid = 0, 0, 0, 0, False
+    where[1] = count
+    for event, value in events:
+        if event == "map_key":
+            if depth == 1:
+                want_uuid = value == "uuid"
+        elif event in _STARTS:
+            depth += 1
+            if depth == 1:
+                start, h = source.offset, 0
+            deepest = max(deepest, depth)
+            want_uuid = False  # a container is no uuid
+        elif event in _ENDS:
+            depth -= 1
+            if depth == 0:
+                hashes.append(h)
+                if source.offset - start > limit:
+                    oversized.append(count)
+                count += 1
+                where[1] = count
+            elif depth < 0:
+                break
+        elif depth == 0:  # a sample that is not a container
+            hashes.append(0)
+            count += 1
+            where[1] = count
+        elif want_uuid:
+            h = _uuid_hash(value) if event == "string" and value else 0
+            want_uuid = False
+    stats.count = count
+    where[1] = None
+    return deepest + 1
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a built value (a scalar is 0), without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            todo.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 def scan_header(stream: IO[bytes]) -> dict[str, Any]:
     """Streams the whole file once; returns header values keyed by ijson prefix.
 
-    Adds `"<array>.count"` for each samples array found. Raises `ReleaseError` for invalid
-    or truncated JSON (naming the byte offset the parser had read up to) or a non-object top
-    level.
+    Adds, for each samples array found, `"<array>.count"`, `"<array>.oversized"` (positions
+    of samples over MAX_VALUE_BYTES of JSON) and `"<array>.duplicates"` (`Duplicates`),
+    and `"max_depth"`, the deepest nesting in the file (the top level is 1). Samples are
+    never built. Raises `ReleaseError` for invalid or truncated JSON (naming the byte
+    offset the parser had read up to), a non-object top level, a header field nested more
+    than MAX_DEPTH levels or over MAX_VALUE_BYTES, or a single token (string, number,
+    key) over MAX_TOKEN_BYTES anywhere (the parser holds a token whole, and re-reads it
+    at every chunk boundary).
     """
-    stream = _CountingReader(stream)
+    max_value_bytes = MAX_VALUE_BYTES
+    source = _Events(stream, MAX_TOKEN_BYTES)
+    events = iter(source)
     header: dict[str, Any] = {}
-    builder = None
-    depth = 0
-    key = ""
-    first = True
+    stats: dict[str, _SampleStats] = {}
+    where: list[Any] = ["the top level", None]  # field, sample position: for messages
+    deepest = 0
     try:
-        for prefix, event, value in ijson.parse(stream, use_float=True):
-            if first:
-                first = False
-                if event != "start_map":
-                    raise errors.ReleaseError("release file: the top level must be a JSON object")
-            if builder is not None:
-                builder.event(event, value)
-                if event in ("start_map", "start_array"):
-                    depth += 1
-                elif event in ("end_map", "end_array"):
-                    depth -= 1
-                if depth == 0:
-                    header[key] = builder.value
-                    builder = None
-                continue
-            if event not in _VALUE_EVENTS:
-                continue
+        for prefix, event, value, depth in _walk(events, where):
+            deepest = max(deepest, depth + (event in _STARTS))
             if prefix in _SAMPLE_ARRAYS:
                 header[prefix] = event  # "start_array" expected; anything else is reported
-                header.setdefault(prefix + ".count", 0)
-            elif prefix.endswith(".item") and prefix[:-5] in _SAMPLE_ARRAYS:
-                header[prefix[:-5] + ".count"] += 1
+                array_stats = stats.setdefault(prefix, _SampleStats())
+                if event == "start_array":
+                    deepest = max(deepest, depth + _scan_samples(
+                        events, source, array_stats, where, max_value_bytes))
+                elif event in _STARTS:
+                    deepest = max(deepest, depth + _skip(events))
             elif prefix == "dataset":
                 header[prefix] = event
+                if event == "start_array":
+                    deepest = max(deepest, depth + _skip(events))
             elif prefix in _HEADER_PREFIXES:
-                if event in ("start_map", "start_array"):
-                    builder = ijson.ObjectBuilder()
-                    builder.event(event, value)
-                    depth, key = 1, prefix
-                else:
-                    header[prefix] = value
+                built = _build(event, value, events, source=source, limit=max_value_bytes)
+                if isinstance(built, _TooDeep):
+                    raise errors.ReleaseError(
+                        f"{prefix}: nested more than {MAX_DEPTH} levels deep (in {built.member})")
+                header[prefix] = built
+                deepest = max(deepest, depth + _depth(built))
+            elif event in _STARTS:  # not part of the release model: skipped, never built
+                deepest = max(deepest, depth + _skip(events))
+        for _ in events:  # to the end of the file: trailing garbage is an error too
+            pass
     except ijson.JSONError as e:
         raise errors.ReleaseError(
-            f"release file is not valid JSON (error at or before byte {stream.count}):"
+            f"release file is not valid JSON (error at or before byte {source.offset}):"
             f" {_short(e)}") from None
+    except _ValueTooLong as e:
+        at = where[0] if where[1] is None else f"{where[0]}[{where[1]}]"
+        raise errors.ReleaseError(
+            f"release file: {e.what} of more than {_mib(e.limit)}, starting after byte "
+            f"{e.start} (in {at}); refused to keep memory bounded") from None
+    for prefix, s in stats.items():
+        header[prefix + ".count"] = s.count
+        header[prefix + ".oversized"] = tuple(s.oversized)
+        header[prefix + ".duplicates"] = _duplicates(s.hashes)
+    header["max_depth"] = deepest
     return header
 
 
-class _CountingReader:
-    """A binary stream wrapper counting the bytes handed to the parser."""
-
-    def __init__(self, stream: IO[bytes]):
-        self._stream = stream
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self.count += len(data)
-        return data
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB"
 
 
 def _short(e: Exception, limit: int = 200) -> str:
-    text = " ".join(str(e).split())  # yajl pads its message with a caret line
+    text = e.args[0] if len(e.args) == 1 else str(e)
+    if isinstance(text, bytes):  # yajl's lexical errors come as bytes
+        text = text.decode("utf-8", "backslashreplace")
+    text = " ".join(str(text).split())  # yajl pads its message with a caret line
     text = text.replace("(right here) ------^", "").strip()
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -238,7 +538,8 @@ def release_info(header: Mapping[str, Any], selection: Selection) -> ReleaseInfo
         supported = ", ".join(FORMATS_BY_TASK)
         why = _UNSUPPORTED_TASKS.get(task_type, "unknown task type")
         raise errors.ReleaseError(
-            f"dataset.task_type: {task_type!r} cannot be exported ({why}); supported: {supported}"
+            f"dataset.task_type: {_brief(task_type)} cannot be exported ({why});"
+            f" supported: {supported}"
         )
     categories = parse_categories(cats_raw, cats_field)
 
@@ -263,6 +564,9 @@ def release_info(header: Mapping[str, Any], selection: Selection) -> ReleaseInfo
         categories=categories,
         samples_prefix=array + ".item",
         sample_count=int(header[array + ".count"]),
+        duplicates=header.get(array + ".duplicates", Duplicates()),
+        oversized=tuple(header.get(array + ".oversized", ())),
+        max_depth=int(header.get("max_depth", 0)),
     )
 
 
@@ -335,7 +639,7 @@ def parse_categories(raw: Any, field: str) -> tuple[Category, ...]:
             raise errors.ReleaseError(f"{f}: expected an object")
         cid = c.get("id")
         if not _is_int(cid):
-            raise errors.ReleaseError(f"{f}.id: expected an integer, got {cid!r}")
+            raise errors.ReleaseError(f"{f}.id: expected an integer, got {_brief(cid)}")
         cid = int(cid)
         if cid in seen:
             raise errors.ReleaseError(f"{f}.id: duplicate category id {cid}")
@@ -382,13 +686,81 @@ def _is_int(v: Any) -> bool:
 
 def iter_raw_samples(stream: IO[bytes], prefix: str) -> Iterator[Any]:
     """Yields sample items one at a time (C backend; floats as float, not Decimal)."""
-    return ijson.items(stream, prefix, use_float=True)
+    return ijson.items(stream, prefix, use_float=True, buf_size=_CHUNK_BYTES)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unreadable:
+    """A sample item that is not built (too deep or too large): why, and its name/uuid."""
+
+    reason: str
+    identity: Mapping[str, str]
+
+
+def _capped_items(stream: IO[bytes], info: ReleaseInfo) -> Iterator[Any]:
+    """The sample items `iter_raw_samples` yields, built by `_build` from basic events: a
+    sample nested more than MAX_DEPTH levels deep, or listed in `info.oversized`, comes as
+    `_Unreadable` and is never held in memory."""
+    array_prefix = info.samples_prefix[: -len(".item")]
+    oversized = frozenset(info.oversized)
+    events = iter(_Events(stream))
+    position = 0
+    for prefix, event, value, _ in _walk(events):
+        if prefix == array_prefix and event == "start_array":
+            for event, value in events:
+                if event == "end_array":
+                    break
+                keep: dict[str, str] = {}
+                if position in oversized:
+                    if event in _STARTS:
+                        _skip(events, 1, keep)
+                    yield _Unreadable(
+                        f"sample: more than {_mib(MAX_VALUE_BYTES)} of JSON (the limit that "
+                        "keeps memory bounded)", keep)
+                else:
+                    item = _build(event, value, events, keep)
+                    if isinstance(item, _TooDeep):
+                        field = item.member if event == "start_map" else f"sample{item.member}"
+                        item = _Unreadable(f"{field}: nested more than {MAX_DEPTH} levels deep",
+                                           keep)
+                    yield item
+                position += 1
+        elif event in _STARTS and not (prefix == "dataset" and event == "start_map"):
+            _skip(events)
+
+
+def _sample_items(stream: IO[bytes], info: ReleaseInfo) -> Iterator[Any]:
+    """The samples, from ijson's C builder when the header scan proved it safe (nothing
+    nested deeper than MAX_DEPTH, no oversized sample; its per-level prefixes make memory
+    quadratic in depth: 100,000 nested `[` would take 25 GB), else from `_capped_items`."""
+    if info.max_depth <= MAX_DEPTH and not info.oversized:
+        return iter_raw_samples(stream, info.samples_prefix)
+    return _capped_items(stream, info)
+
+
+def _kind(value: Any) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    """repr() cut to `limit` characters: a message stays one short line whatever the file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def sample_status(raw: Any, labelset: str) -> str:
     """The SDK's status: label_status, or UNLABELED for a null or missing label."""
     if not isinstance(raw, Mapping):
-        raise errors.SampleSchemaError(f"sample: expected an object, got {type(raw).__name__}")
+        raise errors.SampleSchemaError(f"sample: expected an object, got {_kind(raw)}")
     labels = raw.get("labels")
     if labels is None:
         return UNLABELED
@@ -401,7 +773,8 @@ def sample_status(raw: Any, labelset: str) -> str:
         raise errors.SampleSchemaError(f"labels.{labelset}: expected an object or null")
     status = label.get("label_status")
     if not isinstance(status, str):
-        raise errors.SampleSchemaError(f"labels.{labelset}.label_status: expected a string")
+        raise errors.SampleSchemaError(
+            f"labels.{labelset}.label_status: expected a string, got {_kind(status)}")
     return status.upper()
 
 
@@ -428,6 +801,14 @@ def identity(raw: Any, position: int) -> tuple[str, str]:
     uuid = uuid if isinstance(uuid, str) else ("" if uuid is None else str(uuid))
     name = name if isinstance(name, str) and name else (uuid or f"#{position}")
     return uuid, name
+
+
+def check_identity(raw: Mapping[str, Any]) -> None:
+    """`uuid` and `name` are strings when present (missing or null: `identity` falls back)."""
+    for key in ("uuid", "name"):
+        value = raw.get(key)
+        if value is not None and not isinstance(value, str):
+            raise errors.SampleSchemaError(f"{key}: expected a string, got {_kind(value)}")
 
 
 def skip_reason(raw: Mapping[str, Any], labelset: str) -> str | None:
@@ -463,19 +844,23 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         aid, cid = a.get("id"), a.get("category_id")
         if vector:  # ids only name objects here; they index no bitmap
             if aid is not None and not _is_int(aid):
-                raise errors.SampleSchemaError(f"{f}.id: expected an integer, got {aid!r}")
+                raise errors.SampleSchemaError(f"{f}.id: expected an integer, got {_brief(aid)}")
         elif not _is_int(aid) or not 1 <= aid <= MAX_INSTANCE_ID:
             raise errors.SampleSchemaError(
-                f"{f}.id: expected an integer in 1..{MAX_INSTANCE_ID}, got {aid!r}"
+                f"{f}.id: expected an integer in 1..{MAX_INSTANCE_ID}, got {_brief(aid)}"
             )
         if not _is_int(cid):
-            raise errors.SampleSchemaError(f"{f}.category_id: expected an integer, got {cid!r}")
+            raise errors.SampleSchemaError(
+                f"{f}.category_id: expected an integer, got {_brief(cid)}")
         aid = int(aid) if aid is not None else 0
         if not vector:
             if aid in seen:
                 raise errors.SampleSchemaError(f"{f}.id: duplicate annotation id {aid}")
             seen.add(aid)
         obj_attrs = a.get("attributes")
+        if obj_attrs is not None and not isinstance(obj_attrs, Mapping):
+            raise errors.SampleSchemaError(
+                f"{f}.attributes: expected an object or null, got {_kind(obj_attrs)}")
         kind, points = (_vector_shape(a, f) if vector else (None, ()))
         annotations.append(
             Annotation(
@@ -486,28 +871,47 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
                 points=points,
             )
         )
-    bitmap = attrs.get("segmentation_bitmap")
-    bitmap_url = bitmap.get("url") if isinstance(bitmap, Mapping) else None
-    sample_attrs = raw.get("attributes")
-    image = sample_attrs.get("image") if isinstance(sample_attrs, Mapping) else None
-    image_url = image.get("url") if isinstance(image, Mapping) else None
+    bitmap_url = None
+    if not vector:  # vector labels have no bitmap: whatever is there is not read
+        bitmap_url = _optional_url(attrs, "segmentation_bitmap", base)
+    image_url = _optional_url(_optional_object(raw, "attributes", "attributes"), "image",
+                              "attributes")
     return Sample(
         index=index,
         position=position,
         uuid=uuid,
         name=name,
-        image_url=image_url if isinstance(image_url, str) and image_url else None,
+        image_url=image_url,
         label_status=str(label.get("label_status", "")).upper(),
         annotations=tuple(annotations),
-        bitmap_url=bitmap_url if isinstance(bitmap_url, str) and bitmap_url else None,
+        bitmap_url=bitmap_url,
     )
+
+
+def _optional_object(obj: Mapping[str, Any], key: str, field: str) -> Mapping[str, Any]:
+    """obj[key] when it is an object, {} when missing or null; anything else fails."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise errors.SampleSchemaError(f"{field}: expected an object, got {_kind(value)}")
+    return value
+
+
+def _optional_url(obj: Mapping[str, Any], key: str, field: str) -> str | None:
+    """obj[key].url: None when the object or its url is missing, null or ""; a value of
+    another type fails, naming the field."""
+    url = _optional_object(obj, key, f"{field}.{key}").get("url")
+    if url is not None and not isinstance(url, str):
+        raise errors.SampleSchemaError(f"{field}.{key}.url: expected a string, got {_kind(url)}")
+    return url or None
 
 
 def _vector_shape(a: Mapping[str, Any], field: str) -> tuple[str, tuple[tuple[float, float], ...]]:
     """(type, points) of a vector annotation; every point a finite [x, y] pair."""
     kind = a.get("type")
     if not isinstance(kind, str):
-        raise errors.SampleSchemaError(f"{field}.type: expected a string, got {kind!r}")
+        raise errors.SampleSchemaError(f"{field}.type: expected a string, got {_brief(kind)}")
     raw = a.get("points")
     if not isinstance(raw, list):
         raise errors.SampleSchemaError(f"{field}.points: expected a list of [x, y] points")
@@ -516,7 +920,8 @@ def _vector_shape(a: Mapping[str, Any], field: str) -> tuple[str, tuple[tuple[fl
         if (not isinstance(p, list) or len(p) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                            and math.isfinite(v) for v in p)):
-            raise errors.SampleSchemaError(f"{field}.points[{k}]: expected [x, y] numbers, got {p!r}")
+            raise errors.SampleSchemaError(
+                f"{field}.points[{k}]: expected [x, y] numbers, got {_brief(p)}")
         points.append((float(p[0]), float(p[1])))
     return kind, tuple(points)
 
@@ -541,8 +946,18 @@ class Decision:
 
 def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterator[Decision]:
     """Streams the samples and decides each one's fate, in release order."""
+    later = info.duplicates.pairs()
+    duplicate = next(later, None)
     index = 0
-    for position, raw in enumerate(iter_raw_samples(stream, info.samples_prefix)):
+    for position, raw in enumerate(_sample_items(stream, info)):
+        first = None
+        if duplicate is not None and duplicate[0] == position:
+            first, duplicate = duplicate[1], next(later, None)
+        if isinstance(raw, _Unreadable):
+            uuid, name = identity(raw.identity, position)
+            yield Decision(position, uuid, name, None,
+                           failed=errors.SampleSchemaError(raw.reason))
+            continue
         uuid, name = identity(raw, position)
         try:
             status = sample_status(raw, info.labelset)
@@ -554,17 +969,18 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
             yield Decision(position, uuid, name, status, skipped=reason)
             continue
         image_id = index + 1
-        reason = skip_reason(raw, info.labelset)
-        if reason is not None:
-            yield Decision(position, uuid, name, status, skipped=reason, image_id=image_id)
-        else:
-            try:
-                sample = parse_sample(raw, position, index, info)
-            except errors.SampleError as e:
-                yield Decision(position, uuid, name, status, failed=e, image_id=image_id)
-            else:
-                yield Decision(position, uuid, name, status, sample=sample, image_id=image_id)
         index += 1
+        try:
+            check_identity(raw)
+            if first is not None:
+                raise errors.SampleSchemaError(f"uuid: duplicate uuid (first at position {first})")
+            reason = skip_reason(raw, info.labelset)
+            sample = parse_sample(raw, position, image_id - 1, info) if reason is None else None
+        except errors.SampleError as e:
+            yield Decision(position, uuid, name, status, failed=e, image_id=image_id)
+        else:
+            yield Decision(position, uuid, name, status, sample=sample, skipped=reason,
+                           image_id=image_id)
 
 
 def plan(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> dict[str, Any]:
