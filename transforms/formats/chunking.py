@@ -5,7 +5,9 @@ Contract:
     each chunk's decisions, in release order, to `chunk-{k:06d}.pickle` under the chunk
     folder. A chunk is a run of consecutive release positions; it closes after
     `chunk_samples` samples to export, or `ROWS_PER_CHUNK_FACTOR * chunk_samples` samples
-    of any kind (so a mostly-filtered release still makes few chunks).
+    of any kind (so a mostly-filtered release still makes few chunks). What needs the
+    whole release (duplicate uuids, oversized samples) comes with the header scan's
+    `ReleaseInfo`, so chunk boundaries change no decision.
   * Output names are decided over the whole release, exactly as `AssignStems` does:
     only samples whose collision key is shared get `paths.unique_stems`; the others keep
     `paths.sample_stem(name)`. The launcher holds one 8-byte hash per sample for this, and

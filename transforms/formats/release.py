@@ -765,12 +765,14 @@ def sample_status(raw: Any, labelset: str) -> str:
     if labels is None:
         return UNLABELED
     if not isinstance(labels, Mapping):
-        raise errors.SampleSchemaError("labels: expected an object keyed by labelset")
+        raise errors.SampleSchemaError(
+            f"labels: expected an object keyed by labelset, got {_kind(labels)}")
     label = labels.get(labelset)
     if label is None:
         return UNLABELED
     if not isinstance(label, Mapping):
-        raise errors.SampleSchemaError(f"labels.{labelset}: expected an object or null")
+        raise errors.SampleSchemaError(
+            f"labels.{labelset}: expected an object or null, got {_kind(label)}")
     status = label.get("label_status")
     if not isinstance(status, str):
         raise errors.SampleSchemaError(
@@ -829,18 +831,19 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
     attrs = label["attributes"]
     base = f"labels.{ls}.attributes"
     if not isinstance(attrs, Mapping):
-        raise errors.SampleSchemaError(f"{base}: expected an object")
+        raise errors.SampleSchemaError(f"{base}: expected an object, got {_kind(attrs)}")
     anns_raw = attrs.get("annotations")
     if anns_raw is None:
         anns_raw = []
     if not isinstance(anns_raw, list):
-        raise errors.SampleSchemaError(f"{base}.annotations: expected a list")
+        raise errors.SampleSchemaError(
+            f"{base}.annotations: expected a list, got {_kind(anns_raw)}")
     vector = info.task_type in VECTOR_TASKS
     annotations, seen = [], set()
     for i, a in enumerate(anns_raw):
         f = f"{base}.annotations[{i}]"
         if not isinstance(a, Mapping):
-            raise errors.SampleSchemaError(f"{f}: expected an object")
+            raise errors.SampleSchemaError(f"{f}: expected an object, got {_kind(a)}")
         aid, cid = a.get("id"), a.get("category_id")
         if vector:  # ids only name objects here; they index no bitmap
             if aid is not None and not _is_int(aid):
