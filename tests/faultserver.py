@@ -30,7 +30,8 @@ These are keyword settings of the constructor and of `reset(**settings)`, which 
 every request (attempt numbers start from 0 again), e.g. between two runs.
 
 Observation: `hits` lists every request (`Hit`: path, attempt, fault, status, time);
-`faults()` counts injected faults by kind. `hold(prefix, nth)` returns a `Hold` whose
+`faults()` counts injected faults by kind, `served()` lists them, and `planned(paths)` says
+which a run fetching `paths` must meet (from the settings alone). `hold(prefix, nth)` returns a `Hold` whose
 `reached` event fires when the nth request on a path starting with `prefix` arrives; that
 request's response waits until `Hold.release()` (or the server stops).
 """
@@ -50,6 +51,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from typing import Self
 
 TRANSIENT = ("429", "429-wait", "500", "502", "503", "reset", "truncate", "reset-body", "slow",
              "stall")
@@ -131,7 +133,7 @@ class FaultServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
 
-    def __enter__(self) -> FaultServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -162,7 +164,24 @@ class FaultServer:
                 return self.kinds[k % len(self.kinds)]
         return ""
 
+    def planned(self, paths: Iterable[str]) -> list[tuple[str, int, str]]:
+        """(path, attempt, fault) of every fault a client meets that fetches each of `paths`
+        once, retrying until it succeeds: what a run must have been served, whatever its
+        runner or thread timing."""
+        out = []
+        for path in paths:
+            attempt = 0
+            while (fault := self.fault_for(path, attempt)) and fault not in PERMANENT:
+                out.append((path, attempt, fault))
+                attempt += 1
+        return sorted(out)
+
     # ------------------------------------------------------------------ observation
+
+    def served(self) -> list[tuple[str, int, str]]:
+        """(path, attempt, fault) of every fault injected so far, sorted."""
+        with self._lock:
+            return sorted((h.path, h.attempt, h.fault) for h in self.hits if h.fault)
 
     def faults(self) -> collections.Counter[str]:
         """Injected faults by kind."""

@@ -208,13 +208,15 @@ class _HttpReleaseStream(io.RawIOBase):
         failures = 0
         while True:
             try:
+                # read1: what one read returns. (read() and readinto() read on to fill the
+                # buffer, and bytes read before an error stay inside urllib3.)
                 while self._skip:
-                    got = self._resp.raw.read(min(self._skip, 1 << 20))
+                    got = self._resp.raw.read1(min(self._skip, 1 << 20))
                     if not got:
                         raise errors.ReleaseError(
                             f"--release: {redact(self._url)} became shorter while read")
                     self._skip -= len(got)
-                n = self._resp.raw.readinto(buffer)
+                data = self._resp.raw.read1(len(buffer))
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 failures += 1
                 if failures == self._attempts:
@@ -225,6 +227,8 @@ class _HttpReleaseStream(io.RawIOBase):
                 time.sleep(backoff(failures))
                 self._open()
                 continue
+            n = len(data)
+            buffer[:n] = data
             self._pos += n
             return n
 
