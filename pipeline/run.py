@@ -219,6 +219,9 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         # no stale shard or per-sample file can mix with the new one.
         for entry in storage.check_output(cfg.output, paths.OWNED):
             storage.remove_tree(storage.join(cfg.output, entry))
+        # Before any output: marks the folder as an export, so that if this run is killed,
+        # running the command again replaces what it left (`storage.check_output`).
+        storage.write_bytes(storage.join(cfg.output, paths.TEMP_DIR, "started"), b"")
         with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
             if chunked:
                 counts = _run_chunked(options, argv, cfg, info, formats, chunk_size, ticks)

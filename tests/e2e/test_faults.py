@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 
@@ -321,6 +322,37 @@ def test_no_secret_reaches_logs_messages_or_outputs(site, tmp_path):
     leaks = [(where, s) for where, data in texts.items() for s in SECRETS if s.encode() in data]
     assert leaks == []
     assert len(texts) > 2 * GOOD
+
+
+@pytest.mark.parametrize("mode", [MULTI, IN_MEMORY + ["--chunk_samples", "4"]],
+                         ids=["multi-processing", "chunked"])
+def test_a_run_killed_mid_export_and_started_again_gives_the_same_export(site, reference,
+                                                                       tmp_path, mode):
+    expected = reference()
+    site.server.reset()
+    hold = site.server.hold("/labels/", nth=7)
+    out = tmp_path / "out"
+    # Its own process group: the CLI and the worker processes it starts die together.
+    proc = site.cli(out, *mode, start_new_session=True)
+    try:
+        assert hold.reached.wait(120), "the export never asked for its 7th bitmap"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        hold.release()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "report.json").exists()  # killed half-way
+    assert 0 < len([p for p in tree(str(out)) if p.startswith("semantic/")]) < GOOD
+
+    site.server.reset()
+    again = site.cli(out, *mode)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr.decode()
+    _same_tree(out, expected)
+    assert _leftovers(out) == []
 
 
 def test_in_memory_and_multi_processing_runs_agree_under_the_same_faults(site, reference,

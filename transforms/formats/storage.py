@@ -478,6 +478,8 @@ def read_bytes(path: str) -> bytes:
 def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
     """The entries of a previous export in `path` (local folders only; [] if empty/absent).
 
+    A previous export is recognised by its report or manifest, or, for a run killed before
+    writing them, by the temporary folder (`paths.TEMP_DIR`) every run creates first.
     Raises ValueError when the folder holds other files but no previous export: an export
     never deletes files it did not write.
     """
@@ -486,7 +488,7 @@ def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
         return []
     entries = os.listdir(local)
     ours = [e for e in entries if e in owned]
-    if entries and not ({"report.json", "manifest"} & set(ours)):
+    if entries and not ({"report.json", "manifest", ".tmp-export"} & set(ours)):
         raise errors.ReleaseError(
             f"--output: {path} is not empty and holds no previous export; choose an empty "
             "or new folder")
