@@ -1,13 +1,20 @@
-"""Hostile sample names, end to end through the real pipeline: every output file lands inside
-OUT, belongs to its own sample (checked pixel for pixel and byte for byte against what the
-test drew) and no sample's file replaces another's, whatever the runner or chunking."""
+"""Hostile input end to end, through the real pipeline.
+
+Sample names: every output file lands inside OUT, belongs to its own sample (checked pixel for
+pixel and byte for byte against what the test drew) and no sample's file replaces another's,
+whatever the runner or chunking. Decompression bombs (a few KB of PNG declaring billions of
+pixels): the sample fails or warns with the size named, the others export, and the process's
+peak memory stays far below what decoding would take.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import struct
 import unicodedata
+import zlib
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -252,3 +259,124 @@ def test_a_name_too_deep_for_the_file_system_fails_alone_and_leaves_none_of_its_
     files = tree(str(out))
     assert not [p for p in files if "FFFF" in p]
     assert files[os.path.join("images", "ok.jpg")] == _image(0)
+
+
+# --------------------------------------------------------------------- decompression bombs
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(width: int, height: int, depth: int, color: int, idat: bytes) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat)
+            + _chunk(b"IEND", b""))
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """An 8-bit RGBA PNG whose header declares width x height pixels: 80 bytes in all."""
+    return _png(width, height, 8, 6, zlib.compress(bytes(64)))
+
+
+def _blank_png(width: int, height: int) -> bytes:
+    """A complete, valid black 1-bit PNG: some 20 KB that Pillow decodes to width x height
+    bytes (and three times that as RGB)."""
+    return _png(width, height, 1, 0, zlib.compress(bytes(1 + (width + 7) // 8) * height, 9))
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def _peak_growth(argv: list[str]) -> int:
+    """Runs the export in this process; how far its peak RSS rose above the RSS before (bytes)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets the peak (VmHWM) to the current RSS
+    before = _status("VmRSS")
+    run(argv)
+    return _status("VmHWM") - before
+
+
+# Decoding any one of the bombs below would take more than this (the preview decoding the
+# 13 000 x 13 000 image took 1 GB; the vector preview map 1.8 GB); the whole export of these
+# tiny samples takes about 150 MB.
+MAX_GROWTH = 500 << 20
+
+
+def test_bitmap_and_image_bombs_are_refused_without_decoding(tmp_path):
+    """All six samples are among the first (the preview's), so their images are opened."""
+    assets = tmp_path / "release" / "assets"
+    assets.mkdir(parents=True)
+    ids = _id_map(3)
+    files = {"bitmap.png": synth.id_map_to_png(ids), "image": _image(3),
+             "declared.png": _declared_png(100_000, 100_000),
+             "blank20k.png": _blank_png(20_000, 20_000), "blank13k.png": _blank_png(13_000, 13_000)}
+    for name, data in files.items():
+        (assets / name).write_bytes(data)
+    assert max(len(d) for d in files.values()) < 60_000
+    samples = [  # (name, image, bitmap)
+        ("bitmap_declared.jpg", "image", "declared.png"),  # libspng path: refused from the header
+        ("bitmap_blank.jpg", "image", "blank20k.png"),  # Pillow path: a real 400 M pixel PNG
+        ("image_declared.jpg", "declared.png", "bitmap.png"),  # above Pillow's limit
+        ("image_blank.jpg", "blank13k.png", "bitmap.png"),  # 169 M pixels: below Pillow's limit
+        ("ok.jpg", "image", "bitmap.png"),
+    ]
+    path = synth.write_release(str(tmp_path / "release"), [
+        synth.sample_entry(name, name, f"assets/{image}", f"assets/{bitmap}", _annotations(3))
+        for name, image, bitmap in samples])
+    out = tmp_path / "out"
+    assert _peak_growth(["--release", path, "--output", str(out), *IN_MEMORY]) < MAX_GROWTH
+
+    rows = {r["name"]: r for r in _manifest(out)}
+    failures = {f["name"]: f for f in map(json.loads, (out / "failures.jsonl").read_text().splitlines())}
+    assert sorted(failures) == ["bitmap_blank.jpg", "bitmap_declared.jpg"]
+    assert {f["stage"] for f in failures.values()} == {"decode"}
+    assert failures["bitmap_declared.jpg"]["reason"] == "bitmap too large: 100000x100000 pixels"
+    assert "400000000 pixels" in failures["bitmap_blank.jpg"]["reason"]
+    assert "decompression bomb" in failures["bitmap_blank.jpg"]["reason"]
+    # The image is only read for its size (and the preview): a bomb image is still copied as it
+    # is, and the sample is exported with a warning naming the size.
+    for name in ("image_declared.jpg", "image_blank.jpg", "ok.jpg"):
+        row = rows[name]
+        assert row["status"] == "exported"
+        assert np.array_equal(read_png(str(out / row["instance_path"])), ids)
+        image = samples[[s[0] for s in samples].index(name)][1]
+        assert (out / row["image_path"]).read_bytes() == files[image]
+    (declared,) = rows["image_declared.jpg"]["warnings"]
+    assert declared.startswith("image size not checked: image refused (decompression bomb)")
+    assert "10000000000 pixels" in declared
+    assert rows["image_blank.jpg"]["warnings"] == [f"image is 13000x13000 but the bitmap is {W}x{H}"]
+    assert rows["ok.jpg"]["warnings"] == []
+    assert read_png(str(out / "preview.png")).ndim == 3
+
+
+def test_vector_image_bombs_fail_or_export_without_decoding(tmp_path):
+    """A vector sample needs its image's size: above Pillow's limit the sample fails; below it
+    the sample exports at that size, and its preview is drawn small, without decoding."""
+    (tmp_path / "assets").mkdir()
+    files = {"declared.png": _declared_png(100_000, 100_000),
+             "blank13k.png": _blank_png(13_000, 13_000), "image": _image(0)}
+    for name, data in files.items():
+        (tmp_path / "assets" / name).write_bytes(data)
+    box = {"id": 1, "category_id": PERSON, "type": "bbox", "points": [[2, 3], [9, 7]]}
+    entries = [{"uuid": name, "name": name, "attributes": {"image": {"url": f"assets/{image}"}},
+                "labels": {"ground-truth": {"label_status": "LABELED", "attributes": {
+                    "format_version": "0.1", "annotations": [box]}}}}
+               for name, image in (("declared.png", "declared.png"),
+                                   ("blank.png", "blank13k.png"), ("ok.png", "image"))]
+    path = synth.write_release(str(tmp_path), entries, task_type="bboxes")
+    out = tmp_path / "out"
+    assert _peak_growth(["--release", path, "--output", str(out), *IN_MEMORY]) < MAX_GROWTH
+
+    failure = json.loads((out / "failures.jsonl").read_text())
+    assert failure["name"] == "declared.png" and failure["stage"] == "decode"
+    assert failure["reason"].startswith("image refused (decompression bomb)")
+    assert "10000000000 pixels" in failure["reason"]
+    coco = json.loads((out / "coco-instance.json").read_text())
+    assert [(im["file_name"], im["width"], im["height"]) for im in coco["images"]] == [
+        ("blank.png", 13_000, 13_000), ("ok.png", W, H)]
+    assert [a["bbox"] for a in coco["annotations"]] == [[2, 3, 7, 4], [2, 3, 7, 4]]
+    assert (out / "images" / "blank.png").read_bytes() == files["blank13k.png"]
+    assert read_png(str(out / "preview.png")).ndim == 3

@@ -89,6 +89,17 @@ def test_thumbnail_tints_exported_instances_and_outlines_them():
     assert (thumb[40, 40:160] == 255).all(axis=-1).any()  # a white outline on the top edge
 
 
+def test_thumbnail_does_not_decode_a_picture_above_the_limit(monkeypatch):
+    from transforms.formats import preview
+
+    id_map = np.zeros((120, 160), np.uint32)
+    img = io.BytesIO()
+    Image.fromarray(np.full((120, 160, 3), 100, np.uint8)).save(img, format="PNG")
+    assert tuple(thumbnail(id_map, {}, _taxonomy(), img.getvalue())[10, 10]) == (100, 100, 100)
+    monkeypatch.setattr(preview, "MAX_DECODE_PIXELS", 120 * 160 - 1)
+    assert tuple(thumbnail(id_map, {}, _taxonomy(), img.getvalue())[10, 10]) == (96, 96, 96)  # gray
+
+
 def test_contact_sheet_is_deterministic_and_has_every_thumbnail():
     thumbs = [(f"s{i}", np.full((240, 320, 3), 40 * i, np.uint8)) for i in range(4)]
     a, b = contact_sheet(thumbs, _taxonomy()), contact_sheet(thumbs, _taxonomy())

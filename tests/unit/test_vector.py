@@ -102,6 +102,16 @@ def test_rasterized_preview_map_fills_boxes_and_polygons():
     assert ids.shape == (10, 20) and ids[3, 4] == 1 and ids[5, 15] == 2 and ids[8, 2] == 0
 
 
+def test_a_huge_image_is_rasterized_at_twice_the_thumbnail_size():
+    # 20 000 x 10 000 pixels would be 800 MB of ids: drawn at scale 640 / 20 000 instead
+    s = _sample(_box(2000, 2000, 6000, 4000), Annotation(2, 1, type="polygon", points=(
+        (10000, 0), (19000, 0), (19000, 9000), (10000, 9000))))
+    ids = vector.rasterize(s, 20_000, 10_000, max_pixels=10_000_000)
+    assert ids.shape == (320, 640)
+    assert ids[96, 128] == 1 and ids[160, 480] == 2 and ids[300, 50] == 0
+    assert ids[70, 200] == 0 and ids[70, 330] == 2  # box ends at x 192, polygon starts at 320
+
+
 def _info(task="bboxes") -> ReleaseInfo:
     return ReleaseInfo("r", "d", "o", task, "v2", ("ground-truth",), "ground-truth", CATS,
                        "dataset.samples.item", 1)

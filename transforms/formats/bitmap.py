@@ -114,15 +114,21 @@ def _decode_with_pillow(data: bytes) -> np.ndarray:
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) as displayed (EXIF orientation applied), from the header only."""
+    """(width, height) as displayed (EXIF orientation applied), from the header only.
+
+    Pillow refuses to open a picture of more than 2 * Image.MAX_IMAGE_PIXELS pixels
+    (decompression bombs); below that, nothing is decoded here, so its warning is silenced.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                w, h = img.size
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
     except UnidentifiedImageError:
         raise errors.BitmapError("image is not an image (unrecognised data)") from None
-    except Image.DecompressionBombError:
-        raise errors.BitmapError("image refused: too many pixels (decompression bomb limit)") from None
+    except Image.DecompressionBombError as e:
+        raise errors.BitmapError(f"image refused (decompression bomb): {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise errors.BitmapError(f"image cannot be read: {type(e).__name__}: {e}") from None
     if orientation in (5, 6, 7, 8):

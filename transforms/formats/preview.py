@@ -13,6 +13,7 @@ Contract:
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -23,6 +24,10 @@ from transforms.formats.taxonomy import Taxonomy
 
 PREVIEW_SAMPLES = 6
 THUMB = (320, 240)
+# A picture with more pixels than this (after a JPEG's reduced-size decoding) is not decoded
+# for its thumbnail, which then shows the labels on gray: a few KB of PNG can declare 170 M
+# pixels, and decoding it would take GBs.
+MAX_DECODE_PIXELS = 32_000_000
 _CAPTION = 14
 _COLUMNS = 3
 
@@ -37,10 +42,13 @@ def thumbnail(id_map: np.ndarray, instance_categories: dict[int, int], taxonomy:
     base = None
     if image_bytes is not None:
         try:
-            with Image.open(io.BytesIO(image_bytes)) as img:
-                img.draft("RGB", (tw, th))  # JPEG: decode at reduced size
-                shown = ImageOps.exif_transpose(img).convert("RGB")  # as displayed
-                base = np.asarray(shown.resize((tw, th), Image.BILINEAR), np.float32)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # capped below
+                with Image.open(io.BytesIO(image_bytes)) as img:
+                    img.draft("RGB", (tw, th))  # JPEG: decode at reduced size
+                    if img.width * img.height <= MAX_DECODE_PIXELS:
+                        shown = ImageOps.exif_transpose(img).convert("RGB")  # as displayed
+                        base = np.asarray(shown.resize((tw, th), Image.BILINEAR), np.float32)
         except (OSError, ValueError, Image.DecompressionBombError):
             base = None  # the preview then shows the labels on gray
     if base is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transforms.formats import paths
+from transforms.formats import paths, preview
 from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps
 from transforms.formats.types import Annotation, Sample
 
@@ -155,18 +155,30 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
     return out
 
 
-def rasterize(sample: Sample, width: int, height: int):
-    """An id map of the sample's boxes and polygons (1-based annotation order; the preview)."""
+def rasterize(sample: Sample, width: int, height: int,
+              max_pixels: int = preview.MAX_DECODE_PIXELS):
+    """An id map of the sample's boxes and polygons (1-based annotation order; the preview).
+
+    An image of more than `max_pixels` pixels is drawn at twice the thumbnail's size instead
+    (a few KB of image header can declare 170 M pixels: 1.4 GB at full size).
+    """
     import numpy as np
     from PIL import Image, ImageDraw
 
-    canvas = Image.new("I", (width, height), 0)
+    scale = 1.0
+    if width * height > max_pixels:
+        scale = min(2 * preview.THUMB[0] / width, 2 * preview.THUMB[1] / height)
+    canvas = Image.new("I", (max(1, round(width * scale)), max(1, round(height * scale))), 0)
     draw = ImageDraw.Draw(canvas)
     for k, ann in enumerate(sample.annotations, 1):
         shape = _shape(ann, width, height)
         if isinstance(shape, str):
             continue
         (x0, y0, x1, y1), _, poly = shape
+        if scale < 1.0:
+            x0, y0, x1, y1 = x0 * scale, y0 * scale, x1 * scale, y1 * scale
+            if poly is not None:
+                poly = [(x * scale, y * scale) for x, y in poly]
         if poly is None:
             draw.rectangle((x0, y0, x1, y1), fill=k)
         else:
