@@ -31,9 +31,10 @@ every request (attempt numbers start from 0 again), e.g. between two runs.
 
 Observation: `hits` lists every request (`Hit`: path, attempt, fault, status, time);
 `faults()` counts injected faults by kind, `served()` lists them, and `planned(paths)` says
-which a run fetching `paths` must meet (from the settings alone). `hold(prefix, nth)` returns a `Hold` whose
-`reached` event fires when the nth request on a path starting with `prefix` arrives; that
-request's response waits until `Hold.release()` (or the server stops).
+which a run fetching `paths` must meet (from the settings alone). `hold(prefix, nth)`
+returns a `Hold` whose `reached` event fires when the nth request on a path starting with
+`prefix` arrives; that request's response waits until `Hold.release()` (or the server
+stops).
 """
 
 from __future__ import annotations
