@@ -104,6 +104,7 @@ _STARTS = frozenset({"start_map", "start_array"})
 _ENDS = frozenset({"end_map", "end_array"})
 _KEPT = frozenset({"uuid", "name"})  # what names a sample that is not built
 _CHUNK_BYTES = 256 * 1024  # per read; yajl re-reads a token cut by a chunk boundary
+_DUPLICATE_BLOCK = 1 << 20  # hashes compared at a time when looking for duplicates
 
 # Limits that keep memory bounded whatever the file holds (see the contract).
 MAX_DEPTH = 128  # levels of arrays/objects in one sample or header field (itself level 1)
@@ -328,22 +329,33 @@ def _uuid_hash(uuid: str) -> int:
 
 def _duplicates(hashes: array.array) -> Duplicates:
     """Duplicates from one uuid hash per position (0 = no uuid). Memory: a sorted copy of
-    the hashes, then only the samples whose hash is shared."""
+    the hashes (8 bytes a sample), then a few arrays the size of the duplicated samples."""
     h = np.frombuffer(hashes, dtype=np.uint64)
-    s = np.sort(h[h != 0])
+    s = np.sort(h)
     shared = np.unique(s[1:][s[1:] == s[:-1]])
     del s
+    shared = shared[shared != 0]
     if not len(shared):
         return Duplicates()
-    candidates = np.flatnonzero(np.isin(h, shared))  # ascending positions
-    order = np.argsort(h[candidates], kind="stable")  # by hash, then position
-    grouped, positions = h[candidates][order], candidates[order]
+    parts = []  # positions whose hash is shared, found a block at a time
+    for start in range(0, len(h), _DUPLICATE_BLOCK):
+        block = h[start:start + _DUPLICATE_BLOCK]
+        found = np.minimum(np.searchsorted(shared, block), len(shared) - 1)
+        parts.append(np.flatnonzero(shared[found] == block) + start)
+    positions = np.concatenate(parts)  # ascending
+    grouped = h[positions]
+    order = np.argsort(grouped, kind="stable")  # by hash, then position
+    grouped, positions = grouped[order], positions[order]
+    del order
     first = np.ones(len(grouped), dtype=bool)
     first[1:] = grouped[1:] != grouped[:-1]
-    group_first = positions[np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))]
-    later = np.argsort(positions[~first])
-    return Duplicates(positions[~first][later].astype("<u8").tobytes(),
-                      group_first[~first][later].astype("<u8").tobytes())
+    del grouped
+    firsts = positions[first][np.cumsum(first) - 1]  # each one's group's first position
+    later = ~first
+    positions, firsts = positions[later], firsts[later]
+    order = np.argsort(positions)
+    return Duplicates(positions[order].astype("<u8").tobytes(),
+                      firsts[order].astype("<u8").tobytes())
 
 
 @dataclasses.dataclass
