@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +22,10 @@ from benchmarks import synth
 from pipeline import config as config_mod
 from pipeline.run import run
 from tests.conftest import tree
+from tests.faultserver import FaultServer
+from transforms.formats import ledger
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 NAMES = {0: "a.jpg", 5: "a__10.jpg", 9: "a.jpg", 13: "A.png", 2: "dir/x.jpg", 15: "dir\\x.jpg"}
@@ -29,8 +36,16 @@ STATE = ".export-state"
 
 
 @pytest.fixture
-def served(http_root):
-    root, url = http_root
+def server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    with FaultServer(str(root)) as s:
+        yield s
+
+
+@pytest.fixture
+def served(server):
+    root, url = server.root, server.url
     truth = synth.make_release(root, samples=16, height=24, width=32, instances=4, seed=5,
                                base_url=url)
     entries = []
@@ -144,3 +159,48 @@ def test_a_killed_run_leaves_no_state_to_complete(served, tmp_path):
     os.remove(out / STATE / "state.json")  # what a run killed before its end leaves
     with pytest.raises(config_mod.ConfigError, match="no finished export"):
         _export(path, out, *IN_MEMORY, "--only_failed")
+
+
+def test_only_failed_interrupted_anywhere_and_run_again_completes_the_export(
+        served, server, tmp_path, monkeypatch):
+    path, publish_late_bitmaps = served
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    _export(path, out, *IN_MEMORY)
+    publish_late_bitmaps()
+    stale = _outputs(out)
+
+    # 1. Killed while re-exporting (its whole process group, at the second late bitmap).
+    hold = server.hold("/late/", nth=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--release", path, "--output", str(out),
+         "--coco_shard_size", "3", "--manifest_rows_per_shard", "5", "--only_failed"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert hold.reached.wait(120), "the re-export never asked for a second late bitmap"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        hold.release()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert ledger.read_state(str(out))[0] == 0  # the ledger did not move
+    assert {k: v for k, v in _outputs(out).items() if k in stale} == stale  # globals untouched
+
+    # 2. Crashed after the new ledger became current, before any global file was rebuilt.
+    def crash(self, task):
+        raise RuntimeError("killed while rebuilding")
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger.Rebuild, "run", crash)
+        with pytest.raises(Exception, match="killed while rebuilding"):
+            _export(path, out, *IN_MEMORY, "--only_failed")
+    assert ledger.read_state(str(out))[0] == 1
+    assert _failed_positions(out) == sorted(LATE + GONE)  # still the stale failures file
+
+    # 3. Run again: complete, and equal to a faultless full export.
+    _export(path, out, *IN_MEMORY, "--only_failed")
+    _export(path, clean, *IN_MEMORY)
+    assert _outputs(out) == _outputs(clean)
+    assert not (out / ".tmp-export").exists()
+    assert sorted(os.listdir(out / STATE)) == ["gen-000002", "state.json"]
