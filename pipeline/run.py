@@ -16,6 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import (
     DirectOptions,
+    GoogleCloudOptions,
     PipelineOptions,
     StandardOptions,
     TestOptions,
@@ -186,12 +187,37 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...], local: boo
     return plan
 
 
+def _on_dataflow(options: PipelineOptions) -> bool:
+    name = (options.view_as(StandardOptions).runner or "").rsplit(".", 1)[-1].lower()
+    return name in ("dataflowrunner", "dataflow")
+
+
+def build_job(options: PipelineOptions, cfg, info: release.ReleaseInfo,
+              formats: tuple[str, ...]):
+    """DataflowRunner, the job not run by this process: with --dry_run the job (graph,
+    options, the package staged from --setup_file) is built and not submitted; with
+    --template_location (a Flex Template launch) it is written there, and Dataflow starts it
+    once this process has exited. Writes nothing to the output and waits for nothing, so the
+    bookkeeping after a job (ledger state, temporary folder) is left undone (docs/dataflow.md).
+    Returns the job (`apiclient.Job`: `.proto_pipeline` is the graph)."""
+    pipeline = beam.Pipeline(options=options)
+    graph.build(pipeline, cfg, info, formats)
+    pipeline.run()
+    job = pipeline.runner.job
+    _LOGGER.info("Dataflow job %s: %d transforms; %s", job.proto.name,
+                 len(job.proto_pipeline.components.transforms),
+                 "not submitted (--dry_run)" if is_dry_run(options)
+                 else "handed to Dataflow through --template_location")
+    return job
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Runs the export; returns the sample counts. Raises ValueError before any work."""
     options, cfg, info, formats, argv, fp = prepare(argv)
     local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
     only_failed = options.view_as(ExportOptions).only_failed
-    if is_dry_run(options):
+    dry = options.view_as(TestOptions).dry_run = is_dry_run(options)  # Beam: "False" is true
+    if dry:
         plan = dry_run(cfg, info, formats, local)
         if only_failed:
             generation = _check_resumable(cfg, fp)
@@ -200,8 +226,15 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
             print(f"--only_failed: would re-export the {plan['only_failed']} samples that failed "
                   f"in the previous export in {storage.redact(cfg.output)} and rebuild its "
                   "global files")
-        if local:
-            return plan
+        if _on_dataflow(options):
+            plan["job"] = build_job(options, cfg, info, formats)
+        return plan
+    if _on_dataflow(options) and options.view_as(GoogleCloudOptions).template_location:
+        if only_failed:
+            raise config_mod.ConfigError(
+                "--only_failed: not available in a template launch (it runs several "
+                "pipelines); run it from the command line with --runner DataflowRunner")
+        return {"job": build_job(options, cfg, info, formats)}
     chunk_size = cfg.chunk_size(local)
     chunked = bool(chunk_size) and info.sample_count > chunk_size
     runner, runner_name = _local_runner(options, argv)
