@@ -68,6 +68,17 @@ def test_chunks_are_consecutive_and_stems_match_the_whole_release_rule(tmp_path)
     assert len({s.casefold() for s in got.values()}) == len(NAMES)
 
 
+def test_skipped_samples_before_a_collision_do_not_lose_its_new_name(tmp_path):
+    # Unlabeled samples are selected (they keep their image id) but have no stem: the last
+    # chunk's index range must still reach the colliding sample (it used to get "a" again,
+    # and overwrite the first "a.jpg"'s files).
+    names = ["a.jpg", None, None, "b.jpg", "a.jpg"]
+    chunks, items = _split(tmp_path, _release(names), chunk=2)
+    assert len(chunks) == 2
+    got = {item.index: item.stem for chunk in items for kind, item, _ in chunk if kind == "sample"}
+    assert got == {0: "a", 3: "b", 4: "a__5"}
+
+
 def test_hash_collisions_between_different_names_do_not_rename(tmp_path, monkeypatch):
     # Force every name into one hash bucket: grouping must still use the real key.
     monkeypatch.setattr(chunking, "_stem_hash", lambda stem: 7)

@@ -149,6 +149,7 @@ def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selec
         raise ValueError("chunk_samples must be positive")
     chunks: list[Chunk] = []
     ends: list[int] = []  # chunk k's samples have indices below ends[k] (and above ends[k-1])
+    index_end = 0  # 1 + the selected index of the last selected sample read
     hashes = array.array("Q")  # collision-key hash per exported sample, in index order
     names_path = storage.join(folder, "names.tsv")
     decisions = release.decide(stream, info, selection)
@@ -161,14 +162,14 @@ def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selec
                 while d is not None and samples < chunk_samples and (
                         count < ROWS_PER_CHUNK_FACTOR * chunk_samples):
                     kept = only is None or d.position in only
+                    if d.image_id is not None:
+                        index_end = d.image_id  # = index + 1
                     if kept:
                         count += 1
                     if d.sample is not None:
-                        stem = paths.sample_stem(d.sample.name)
-                        h = _stem_hash(stem)
+                        h, line = name_line(d.sample.index, paths.sample_stem(d.sample.name))
                         hashes.append(h)
-                        names_out.write(f"{h:016x}\t{d.sample.index}\t{stem}\n"
-                                        .encode("utf-8", "surrogatepass"))
+                        names_out.write(line)
                         if kept:
                             samples += 1
                             dump(out, ("sample", d.sample))
@@ -179,7 +180,9 @@ def split(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Selec
                 storage.remove_tree(path)  # nothing kept since the previous chunk
                 continue
             chunks.append(Chunk(len(chunks), path, first, count, samples))
-            ends.append(len(hashes))
+            # Selected samples that are skipped have an index but no stem: a chunk's index
+            # range is bounded by the indexes read, not by the stems counted.
+            ends.append(index_end)
     if not chunks:  # a release without samples: one empty chunk
         path = storage.join(folder, "chunk-000000.pickle")
         storage.write_bytes(path, b"")
@@ -193,9 +196,15 @@ def stems_path(folder: str, number: int) -> str:
     return storage.join(folder, f"stems-{number:06d}.pickle")
 
 
-def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
-                          chunks: list[Chunk], ends: list[int]) -> None:
-    """stems-{k}.pickle: {sample index: stem} for chunk k's samples whose name collides."""
+def name_line(index: int, stem: str) -> tuple[int, bytes]:
+    """(collision-key hash, line of the names file) of an exported sample's default stem."""
+    h = _stem_hash(stem)
+    return h, f"{h:016x}\t{index}\t{stem}\n".encode("utf-8", "surrogatepass")
+
+
+def stem_overrides(names_path: str, hashes: array.array) -> dict[int, str]:
+    """{sample index: stem} of the samples whose name collides with another's (`AssignStems`'s
+    rule), from the names file and the hashes of every exported sample."""
     values, counts = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_counts=True)
     shared = set(values[counts > 1].tolist())
     groups: dict[str, list[tuple[int, str]]] = {}
@@ -208,6 +217,13 @@ def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
     overrides: dict[int, str] = {}
     for members in groups.values():
         overrides.update(paths.unique_stems(members))
+    return overrides
+
+
+def _write_stem_overrides(folder: str, names_path: str, hashes: array.array,
+                          chunks: list[Chunk], ends: list[int]) -> None:
+    """stems-{k}.pickle: {sample index: stem} for chunk k's samples whose name collides."""
+    overrides = stem_overrides(names_path, hashes)
     start = 0
     for c, end in zip(chunks, ends):
         mine = {i: s for i, s in overrides.items() if start <= i < end}
