@@ -51,6 +51,7 @@ _LABELS = {
     "max_failures": "Failure budget (samples)",
     "max_failure_ratio": "Failure budget (share of samples)",
     "only_failed": "Only the failed samples (not in templates)",
+    "since": "Incremental update of an export (not in templates)",
     "validate": "Validate (local outputs only)",
     "allow_local_files": "Allow local files",
 }
@@ -81,6 +82,9 @@ _HELP = {
                    "several pipelines from one process. Use the command line "
                    "(python -m pipeline --only_failed ... --runner DataflowRunner). Must be "
                    "false.",
+    "since": "Not available in a template launch: an incremental export runs several "
+             "pipelines from one process. Use the command line (python -m pipeline --since "
+             "OUT --output OUT ... --runner DataflowRunner). Leave it empty.",
     "validate": "Not available on Dataflow: only local output folders can be validated (copy "
                 "the export and run python -m pipeline.validate). Must be false.",
     "allow_local_files": "Also read assets from file:// URLs and absolute local paths. A "
@@ -102,6 +106,7 @@ _REGEXES = {
     "http_timeout": [r"^[0-9]+(\.[0-9]+)?$"],
     "max_failure_ratio": [r"^(0(\.[0-9]+)?|1(\.0+)?)$"],
     "only_failed": [r"^false$"],
+    "since": [r"^$"],
     "validate": [r"^false$"],
 }
 

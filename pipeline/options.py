@@ -74,6 +74,12 @@ class ExportOptions(PipelineOptions):
                             "--output, and update that export in place (every global file is "
                             "rebuilt; the result equals a full export in which they succeeded). "
                             "Needs the same release and options as the previous export.")
+        g.add_argument("--since", default=None, metavar="PREVIOUS_OUT",
+                       help="Incremental export: update the previous export in PREVIOUS_OUT (the "
+                            "same folder as --output) to --release, exporting only the samples "
+                            "that changed or are new since (unchanged samples keep their files, "
+                            "removed samples' files are deleted; the result equals a full "
+                            "export). Needs the same options as the previous export.")
         g.add_argument("--validate", action="store_true", default=False,
                        help="After the export, re-open every output with the readers users load "
                             "it with (python -m pipeline.validate) and exit 1 on any problem.")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +30,7 @@ from pipeline import config as config_mod
 from pipeline import graph
 from pipeline.options import ExportOptions
 from transforms import progress
-from transforms.formats import chunking, errors, ledger, paths, release, storage, yolo
+from transforms.formats import chunking, errors, incremental, ledger, paths, release, storage, yolo
 from transforms.formats.report import format_table
 from transforms.formats.taxonomy import Taxonomy
 from transforms.report import REPORT
@@ -124,8 +126,13 @@ def prepare(argv: Sequence[str] | None = None):
     if flags.get("validate") and storage.scheme(cfg.output):
         raise config_mod.ConfigError("--validate: only local output folders can be validated")
     fp = fingerprint(cfg, info, tuple(formats), release_sha256)
+    if flags.get("only_failed") and flags.get("since"):
+        raise config_mod.ConfigError("--only_failed and --since: choose one (--since also "
+                                     "exports the samples that failed before)")
     if flags.get("only_failed"):
         _check_resumable(cfg, fp)
+    if flags.get("since"):
+        _check_since(cfg, flags["since"], fp)
     return options, cfg, info, tuple(formats), argv, fp
 
 
@@ -138,7 +145,9 @@ def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         version = metadata.version("segments-beam-export")
     except metadata.PackageNotFoundError:
         version = "unknown"
+    categories = hashlib.sha256(repr(info.categories).encode("utf-8", "surrogatepass"))
     return ledger.fingerprint(release_sha256, {
+        "task_type": info.task_type, "categories": categories.hexdigest()[:16],
         "formats": list(formats), "labelset": info.labelset,
         "filter_by": cfg.filter_by, "filter_by_metadata": cfg.filter_by_metadata,
         "images": cfg.images, "id_increment": cfg.id_increment,
@@ -159,6 +168,28 @@ def _check_resumable(cfg, fp: ledger.Fingerprint) -> int:
         raise config_mod.ConfigError(
             "--only_failed: the previous export was made differently: " + "; ".join(changed)
             + "; run the full export without --only_failed")
+    return generation
+
+
+def _check_since(cfg, previous_out: str, fp: ledger.Fingerprint) -> int:
+    """The generation of the previous export's ledger, or a ConfigError saying why the
+    export in --output cannot be updated incrementally."""
+    if previous_out.rstrip("/") != cfg.output.rstrip("/"):
+        raise config_mod.ConfigError(
+            f"--since: {storage.redact(previous_out)} is not the --output folder "
+            f"({storage.redact(cfg.output)}); an incremental export updates the previous "
+            "export in place: give the same folder to both")
+    state = ledger.read_state(cfg.output)
+    if state is None:
+        raise config_mod.ConfigError(
+            f"--since: {storage.redact(cfg.output)} holds no finished export to update (no "
+            "ledger); run a full export without --since first")
+    generation, previous = state
+    changed = dataclasses.replace(fp, release_sha256=previous.release_sha256).differences(previous)
+    if changed:
+        raise config_mod.ConfigError(
+            "--since: the previous export was made differently: " + "; ".join(changed)
+            + "; run a full export without --since")
     return generation
 
 
@@ -216,6 +247,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     options, cfg, info, formats, argv, fp = prepare(argv)
     local = options.view_as(StandardOptions).runner in _LOCAL_RUNNERS
     only_failed = options.view_as(ExportOptions).only_failed
+    since = options.view_as(ExportOptions).since
     dry = options.view_as(TestOptions).dry_run = is_dry_run(options)  # Beam: "False" is true
     if dry:
         plan = dry_run(cfg, info, formats, local)
@@ -226,14 +258,26 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
             print(f"--only_failed: would re-export the {plan['only_failed']} samples that failed "
                   f"in the previous export in {storage.redact(cfg.output)} and rebuild its "
                   "global files")
+        if since:
+            generation = _check_since(cfg, since, fp)
+            with tempfile.TemporaryDirectory(prefix="segments-since-") as work, \
+                    storage.open_release(cfg.release) as stream:
+                p = incremental.plan(stream, info, cfg.selection,
+                                     ledger.generation_dir(cfg.output, generation), work)
+            plan["since"] = {"reused": p.reused, "export": len(p.redo), "previous": p.previous}
+            print(f"--since: {p.reused} samples unchanged since the previous export in "
+                  f"{storage.redact(cfg.output)} ({p.previous} samples) would keep their files; "
+                  f"{len(p.redo)} would be exported (changed, new, failed or skipped before, or "
+                  "shown in the preview)")
         if _on_dataflow(options):
             plan["job"] = build_job(options, cfg, info, formats)
         return plan
     if _on_dataflow(options) and options.view_as(GoogleCloudOptions).template_location:
-        if only_failed:
+        if only_failed or since:
             raise config_mod.ConfigError(
-                "--only_failed: not available in a template launch (it runs several "
-                "pipelines); run it from the command line with --runner DataflowRunner")
+                f"--{'only_failed' if only_failed else 'since'}: not available in a template "
+                "launch (it runs several pipelines); run it from the command line with "
+                "--runner DataflowRunner")
         return {"job": build_job(options, cfg, info, formats)}
     chunk_size = cfg.chunk_size(local)
     chunked = bool(chunk_size) and info.sample_count > chunk_size
@@ -243,10 +287,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,
         storage.redact(cfg.output), ", ".join(formats), runner_name,
         "; only the samples that failed before" if only_failed
+        else "; only what changed since the previous export" if since
         else f"; chunks of {chunk_size} samples" if chunked else "")
     started = time.monotonic()
     if only_failed:
         counts = _run_only_failed(options, argv, cfg, info, formats, fp, local)
+    elif since:
+        counts = _run_since(options, argv, cfg, info, formats, fp, local)
     else:
         # A rerun replaces the previous export (and a killed run's leftovers) in full, so
         # no stale shard or per-sample file can mix with the new one.
@@ -275,7 +322,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         "done in %.1f s: %d samples, %d %sexported, %d failed, %d skipped (%.1f samples/s); "
         "output in %s%s",
         elapsed, info.sample_count, counts.get("samples_exported", 0),
-        "re-" if only_failed else "", counts.get("samples_failed", 0),
+        "re-" if only_failed or since else "", counts.get("samples_failed", 0),
         counts.get("samples_skipped", 0), rate, storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
     report_path = storage.join(cfg.output, REPORT)
@@ -312,37 +359,93 @@ def _run_only_failed(options, argv, cfg, info, formats, fp, local: bool) -> dict
     complete, and the global files are rebuilt from whichever generation is current.
     """
     generation = _check_resumable(cfg, fp)
-    temp = storage.join(cfg.output, paths.TEMP_DIR)
-    storage.remove_tree(temp)  # a killed run's leftovers
-    current = ledger.generation_dir(cfg.output, generation)
-    for stale in (generation - 1, generation + 1):  # a killed run's other generation
-        storage.remove_tree(ledger.generation_dir(cfg.output, stale))
+    temp, current = _prepare_update(cfg, generation)
     failed = ledger.failed_positions(current)
     _LOGGER.info("re-exporting the %d samples that failed in the previous export", len(failed))
     counts: dict[str, int] = {}
     if failed:
-        folder, fresh = storage.join(temp, "chunks"), storage.join(temp, "ledger")
-        with storage.open_release(cfg.release) as stream:
-            chunks = chunking.split(stream, info, cfg.selection, folder,
-                                    cfg.chunk_size(local) or len(failed), only=set(failed))
-        with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks, (
-                progress.Monitor(ticks, len(failed)) if local else contextlib.nullcontext()):
-            for c in chunks:
-                runner, _ = _local_runner(options, argv)
-                pipeline = beam.Pipeline(runner=runner, options=options)
-                graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None,
-                            chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), 0,
-                                                 ledger_only=True),
-                            ledger_dir=fresh)
-                result = pipeline.run()
-                result.wait_until_finish()
-                for name, value in _counts(result).items():
-                    counts[name] = counts.get(name, 0) + value
+        fresh = storage.join(temp, "ledger")
+        counts = _export_positions(options, argv, cfg, info, formats, local, set(failed), fresh)
         target = ledger.generation_dir(cfg.output, generation + 1)
         ledger.combine(current, fresh, target)
         ledger.write_state(cfg.output, generation + 1, fp)  # the new ledger is current
         storage.remove_tree(current)
         current = target
+    _rebuild(options, argv, cfg, info, formats, current)
+    return counts
+
+
+def _prepare_update(cfg, generation: int) -> tuple[str, str]:
+    """(temporary folder, current ledger generation) of an update in place, after removing
+    what a killed update left."""
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+    storage.remove_tree(temp)
+    for stale in (generation - 1, generation + 1):  # a killed run's other generation
+        storage.remove_tree(ledger.generation_dir(cfg.output, stale))
+    return temp, ledger.generation_dir(cfg.output, generation)
+
+
+def _export_positions(options, argv, cfg, info, formats, local: bool, only, fresh: str
+                      ) -> dict[str, int]:
+    """Exports the samples at release positions `only` (their files, and their ledger
+    entries into `fresh`), in chunks of local pipelines; returns the counters."""
+    temp = storage.join(cfg.output, paths.TEMP_DIR)
+    folder = storage.join(temp, "chunks")
+    counts: dict[str, int] = {}
+    with storage.open_release(cfg.release) as stream:
+        chunks = chunking.split(stream, info, cfg.selection, folder,
+                                cfg.chunk_size(local) or max(len(only), 1), only=only)
+    with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks, (
+            progress.Monitor(ticks, len(only)) if local else contextlib.nullcontext()):
+        for c in chunks:
+            if not c.positions:
+                continue  # a release without samples
+            runner, _ = _local_runner(options, argv)
+            pipeline = beam.Pipeline(runner=runner, options=options)
+            graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None,
+                        chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), 0,
+                                             ledger_only=True),
+                        ledger_dir=fresh)
+            result = pipeline.run()
+            result.wait_until_finish()
+            for name, value in _counts(result).items():
+                counts[name] = counts.get(name, 0) + value
+            storage.remove_tree(c.path)
+    return counts
+
+
+def _run_since(options, argv, cfg, info, formats, fp, local: bool) -> dict[str, int]:
+    """--since: export the new release into the previous export's folder, exporting only
+    the samples whose content or output name changed (`incremental`), deleting the files of
+    samples that are gone, and rebuilding every global file from the combined ledger.
+
+    Each step can be interrupted: the plan depends only on the previous generation, which
+    stays current until the new one is complete and the stale files are gone.
+    """
+    generation = _check_since(cfg, cfg.output, fp)
+    temp, current = _prepare_update(cfg, generation)
+    with storage.open_release(cfg.release) as stream:
+        p = incremental.plan(stream, info, cfg.selection, current, storage.join(temp, "plan"))
+    _LOGGER.info("%d of %d samples unchanged since the previous export (%d samples); "
+                 "exporting %d", p.reused, p.samples, p.previous, len(p.redo))
+    fresh = storage.join(temp, "ledger")
+    counts = (_export_positions(options, argv, cfg, info, formats, local, p.redo, fresh)
+              if p.redo else {})
+    target = ledger.generation_dir(cfg.output, generation + 1)
+    incremental.combine(current, fresh, target, p)
+    stale = incremental.stale_files(current, fresh, p)
+    for rel in stale:
+        storage.remove_file(cfg.output, rel)
+    _LOGGER.info("%d files of removed or renamed samples deleted", len(stale))
+    ledger.write_state(cfg.output, generation + 1, fp)  # the new ledger is current
+    storage.remove_tree(current)
+    _rebuild(options, argv, cfg, info, formats, target)
+    counts["samples_reused"] = p.reused
+    return counts
+
+
+def _rebuild(options, argv, cfg, info, formats, current: str) -> None:
+    """Every global file rebuilt from the ledger generation `current` (one pipeline)."""
     taxonomy, headers, small = _global_files(cfg, info, formats)
     rebuild = ledger.Rebuild(cfg.output, current, info.sample_count, cfg.manifest_rows_per_shard,
                              headers, graph.report_header(cfg, info, formats), taxonomy, small)
@@ -350,7 +453,6 @@ def _run_only_failed(options, argv, cfg, info, formats, fp, local: bool) -> dict
     pipeline = beam.Pipeline(runner=runner, options=options)
     graph.build_merge(pipeline, rebuild)
     pipeline.run().wait_until_finish()
-    return counts
 
 
 def _run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) -> dict[str, int]:
@@ -440,6 +542,7 @@ Examples:
   python -m pipeline --output out                      # the bundled example release
   python -m pipeline --release flowers-v1.0.json --output out --formats coco-instance,yolo
   python -m pipeline --release rel.json --output out --filter_by labeled,reviewed --dry_run
+  python -m pipeline --release rel-v2.json --output out --since out   # update it to v2
   python -m pipeline.validate out                      # re-check an export
 """
 

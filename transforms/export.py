@@ -12,7 +12,7 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import bitmap, errors, ledger, paths, preview, storage, vector
+from transforms.formats import bitmap, errors, incremental, ledger, paths, preview, storage, vector
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
 from transforms.progress import Ticker
@@ -198,7 +198,8 @@ class _ExportSampleFn(beam.DoFn):
                 self._warned.inc()
             yield part
         yield pvalue.TaggedOutput(ROWS, row)
-        yield pvalue.TaggedOutput(LEDGER, ledger.entry(row, part, thumb))
+        key = incremental.sample_key(sample) if part is not None else None
+        yield pvalue.TaggedOutput(LEDGER, ledger.entry(row, part, thumb, key))
 
 
 class ExportSamples(beam.PTransform):

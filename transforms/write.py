@@ -122,7 +122,7 @@ def _write_ledger_shard(element, folder: str, part: int | None) -> str:
 
 
 class WriteLedger(beam.PTransform):
-    """`ledger.entry` (position, status, packed result) -> ledger files in `folder`, one per
+    """`ledger.entry` (position, status, packed result, key) -> ledger files in `folder`, one per
     shard of `ledger.LEDGER_POSITIONS` positions (`part`: the chunk of a chunked run, whose
     files are parts for `ledger.merge_parts`)."""
 

@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from benchmarks import synth
 from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument
 from transforms.export import ExportJob, _ExportSampleFn
-from transforms.formats import chunking, coco, release
+from transforms.formats import chunking, coco, incremental, release
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import Sample
@@ -96,13 +96,15 @@ def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
     assert tagged["preview"][:2] == (0, "good.jpg")  # index 0 is among the previewed samples
     assert os.path.exists(tmp_path / "out" / "instance" / "good_label_ground-truth_instance.png")
     # The ledger entry carries the same row, COCO part and thumbnail (for --only_failed).
-    position, status, packed = tagged["ledger"]
+    position, status, packed, key = tagged["ledger"]
     assert (position, status) == (0, "exported")
+    assert key == incremental.sample_key(good)  # what --since matches the next release with
     assert _same_entry(chunking.unpack(packed), (row, part, tagged["preview"]))
     bad_tagged = {o.tag: o.value for o in out_bad}
     assert set(bad_tagged) == {"rows", "ledger"}  # no COCO part, no thumbnail
     assert bad_tagged["rows"].status == "failed" and bad_tagged["rows"].stage == "decode"
     assert chunking.unpack(bad_tagged["ledger"][2]) == (bad_tagged["rows"], None, None)
+    assert bad_tagged["ledger"][3] is None  # a failed sample is never reused
 
 
 def _same_entry(a, b) -> bool:

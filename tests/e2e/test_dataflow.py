@@ -268,11 +268,11 @@ def test_metadata_matches_the_dataflow_schema_and_checks_values():
             "http_timeout": ["30", "2.5"], "max_failure_ratio": ["0.05", "1"],
             "chunk_samples": ["auto", "0"], "config": ["/template/configs/dataflow.yaml"],
             "allow_local_files": ["true", "false"], "validate": ["false"],
-            "only_failed": ["false"]}
+            "only_failed": ["false"], "since": [""]}
     bad = {"release": ["/data/r.json"], "output": ["/tmp/out", "gs://b"],
            "formats": ["coco", "yolo,"], "images": ["all"], "coco_shard_size": ["1e3"],
            "max_failure_ratio": ["1.5"], "chunk_samples": ["2000"], "validate": ["true"],
-           "only_failed": ["true"], "allow_local_files": ["yes"]}
+           "only_failed": ["true"], "allow_local_files": ["yes"], "since": ["gs://b/out"]}
     for name, values in good.items():
         assert all(accepted(name, v) for v in values), name
     for name, values in bad.items():

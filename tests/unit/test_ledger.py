@@ -94,6 +94,6 @@ def test_fingerprint_survives_state_json_and_names_differences(tmp_path):
 def test_entry_round_trip():
     row = _row(5, EXPORTED)
     part = (4, '{"id":5}', ('{"a":1}',), '{"p":1}')
-    position, status, packed = ledger.entry(row, part)
-    assert (position, status) == (5, EXPORTED)
+    position, status, packed, key = ledger.entry(row, part)
+    assert (position, status, key) == (5, EXPORTED, None)
     assert chunking.unpack(packed) == (row, part, None)

@@ -13,11 +13,13 @@ Contract:
   * The generation folder `gen-{g:06d}/` holds `ledger-{shard:07d}.pickle` files, shard =
     position // `LEDGER_POSITIONS`, whatever the runner or chunking (a chunk of a chunked
     run writes `ledger-{shard:07d}-{chunk:06d}.pickle` parts, which `merge_parts`
-    concatenates). Each file is a pickle stream of `(position, status, packed)` sorted by
-    position, with
+    concatenates). Each file is a pickle stream of `(position, status, packed, key)` sorted
+    by position, with
     `packed = zlib(pickle((ManifestRow, coco part or None, preview thumbnail or None)))`;
     the coco part is the export step's `(index, image JSON, annotation JSONs, panoptic
-    JSON)`. Files sorted by name give the entries in release order.
+    JSON)`; `key` identifies an exported sample's content and output name for `--since`
+    (`incremental.sample_key`), None for rows that never reached the export step. Files
+    sorted by name give the entries in release order.
   * `combine` writes a new generation: the old entries with the re-exported positions
     replaced, streamed (neither ledger is held in memory).
   * `Rebuild` writes the global outputs from a generation with the same functions as the
@@ -40,7 +42,7 @@ from transforms.formats.report import ReportAccumulator
 from transforms.formats.taxonomy import Taxonomy
 from transforms.formats.types import FAILED, ManifestRow
 
-VERSION = 1  # bump when an entry's meaning changes: older states are then refused
+VERSION = 2  # bump when an entry's meaning changes: older states are then refused
 LEDGER_POSITIONS = 10_000  # release positions per ledger shard
 STATE_JSON = "state.json"
 _COPY = 1 << 20
@@ -49,9 +51,10 @@ _COPY = 1 << 20
 # --------------------------------------------------------------------------- entries
 
 
-def entry(row: ManifestRow, part: tuple | None = None, thumb: tuple | None = None) -> tuple:
-    """One sample's ledger entry: (position, status, packed result)."""
-    return row.position, row.status, chunking.pack((row, part, thumb))
+def entry(row: ManifestRow, part: tuple | None = None, thumb: tuple | None = None,
+          key: bytes | None = None) -> tuple:
+    """One sample's ledger entry: (position, status, packed result, reuse key)."""
+    return row.position, row.status, chunking.pack((row, part, thumb)), key
 
 
 def shard_of(position: int) -> int:
@@ -99,7 +102,7 @@ def merge_parts(parts: str, target: str) -> None:
 
 
 def entries(folder: str, shards: range | None = None) -> Iterator[tuple]:
-    """(position, status, packed) of a ledger folder in release order (only `shards`)."""
+    """(position, status, packed, key) of a ledger folder in release order (only `shards`)."""
     for path in files(folder):
         if shards is None or _shard_of_file(path) in shards:
             yield from chunking.read_pickles(path)
@@ -107,13 +110,13 @@ def entries(folder: str, shards: range | None = None) -> Iterator[tuple]:
 
 def results(folder: str, shards: range | None = None
             ) -> Iterator[tuple[ManifestRow, tuple | None, tuple | None]]:
-    for _, _, packed in entries(folder, shards):
-        yield chunking.unpack(packed)
+    for e in entries(folder, shards):
+        yield chunking.unpack(e[2])
 
 
 def failed_positions(folder: str) -> list[int]:
     """Release positions of the failed samples (only statuses are read, not results)."""
-    return [position for position, status, _ in entries(folder) if status == FAILED]
+    return [e[0] for e in entries(folder) if e[1] == FAILED]
 
 
 def combine(old: str, new: str, target: str) -> int:
@@ -272,9 +275,9 @@ class Rebuild:
         if kind == "failures":
             path = storage.join(self.output, paths.FAILURES)
             with storage.open_atomic(path) as out:
-                for _, status, packed in entries(self.ledger):
-                    if status == FAILED:
-                        out.write(manifest.failure_lines([chunking.unpack(packed)[0]]))
+                for e in entries(self.ledger):
+                    if e[1] == FAILED:
+                        out.write(manifest.failure_lines([chunking.unpack(e[2])[0]]))
             return path
         if kind == "report":
             acc = ReportAccumulator()

@@ -529,6 +529,22 @@ def remove_tree(path: str) -> None:
         fs.rm(p, recursive=True)
 
 
+def remove_file(root: str, rel: str) -> None:
+    """Deletes the file `rel` under `root` and the folders it leaves empty (up to `root`);
+    missing is fine. (Object stores have no empty folders.)"""
+    remove_tree(join(root, rel))
+    base = _local_path(root)
+    if base is None:
+        return
+    folder = os.path.dirname(os.path.join(base, rel))
+    while os.path.abspath(folder) != os.path.abspath(base) and folder.startswith(base):
+        try:
+            os.rmdir(folder)  # only when empty
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
+
+
 def open_read(path: str) -> IO[bytes]:
     local = _local_path(path)
     if local is not None:
