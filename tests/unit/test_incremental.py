@@ -27,6 +27,7 @@ SAMPLE = Sample(3, 7, "u-1", "a.jpg", "https://s3.test/img/a.jpg?X-Amz-Signature
     ("https://cdn.test/k.png?Policy=p&Signature=s&Key-Pair-Id=k&w=2", "https://cdn.test/k.png?w=2"),
     ("https://h.test/k.png?sp=1&se=2", "https://h.test/k.png?sp=1&se=2"),  # not Azure: kept
     ("https://h.test/k.png", "https://h.test/k.png"),
+    ("labels/k.png?X-Amz-Signature=s&v=1", "labels/k.png?v=1"),  # relative to the release
 ])
 def test_stable_url_drops_only_signing_parameters(url, stable):
     assert incremental.stable_url(url) == stable
@@ -36,6 +37,9 @@ def test_the_key_ignores_position_index_and_signatures_and_sees_everything_else(
     key = incremental.sample_key(SAMPLE)
     assert len(key) == incremental.KEY_BYTES
     moved = dataclasses.replace(SAMPLE, index=0, position=100)
+    relative = dataclasses.replace(SAMPLE, bitmap_url="lbl/a.png?X-Amz-Signature=1")
+    assert incremental.sample_key(relative) == incremental.sample_key(
+        dataclasses.replace(relative, bitmap_url="lbl/a.png?X-Amz-Signature=2"))
     resigned = dataclasses.replace(
         SAMPLE, image_url="https://s3.test/img/a.jpg?X-Amz-Signature=9&v=2",
         bitmap_url="https://s3.test/lbl/a.png?X-Amz-Signature=9&X-Amz-Date=2027")
