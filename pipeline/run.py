@@ -314,10 +314,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
                     result.wait_until_finish()
                 counts = _counts(result)
         ledger.write_state(cfg.output, 0, fp)  # last: the export is complete
-    storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     elapsed = time.monotonic() - started
     counts["samples"] = info.sample_count
     rate = counts.get("samples_exported", 0) / elapsed if elapsed > 0 else 0.0
+    _write_run_record(cfg, runner_name, "only_failed" if only_failed else "since" if since
+                      else "full", elapsed, rate, counts)
+    storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
     _LOGGER.info(
         "done in %.1f s: %d samples, %d %sexported, %d failed, %d skipped (%.1f samples/s); "
         "output in %s%s",
@@ -340,6 +342,30 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         validate.print_report(report)
         counts["validation_problems"] = sum(len(p) for p in report.problems.values())
     return counts
+
+
+def _write_run_record(cfg, runner_name: str, mode: str, elapsed: float, rate: float,
+                      counts: dict[str, int]) -> None:
+    """OUT/run.json: how this run went (wall time, rate, runner). Unlike every other file of
+    an export it differs from run to run, so it is kept apart from report.json."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("segments-beam-export")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    record = {
+        "mode": mode, "runner": runner_name, "exporter": version,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_s": round(elapsed, 3), "samples_per_s": round(rate, 3),
+        "samples": {"in_release": counts.get("samples", 0),
+                    "exported_by_this_run": counts.get("samples_exported", 0),
+                    "failed_in_this_run": counts.get("samples_failed", 0),
+                    "skipped_in_this_run": counts.get("samples_skipped", 0),
+                    "kept_from_previous_export": counts.get("samples_reused", 0)},
+    }
+    storage.write_bytes(storage.join(cfg.output, paths.RUN),
+                        (json.dumps(record, indent=1) + "\n").encode("utf-8"))
 
 
 def _global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:

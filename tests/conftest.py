@@ -28,11 +28,14 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 
 def tree(root: str) -> dict[str, bytes]:
-    """Every file under root (relative path -> bytes)."""
+    """Every file under root (relative path -> bytes), except an export's run.json (this
+    run's wall time and runner: the one file meant to differ between runs)."""
     out = {}
     for dirpath, _, files in os.walk(root):
         for f in files:
             p = os.path.join(dirpath, f)
+            if f == "run.json" and os.path.samefile(dirpath, root):
+                continue
             with open(p, "rb") as fh:
                 out[os.path.relpath(p, root)] = fh.read()
     return out

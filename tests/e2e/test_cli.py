@@ -69,6 +69,13 @@ def test_bundled_example_runs_with_only_output(tmp_path):
     assert len(doc["images"]) == 4 and len(doc["annotations"]) > 80
     for image in doc["images"]:
         assert (out / "images" / image["file_name"]).exists()
+    # run.json: how this run went (report.json holds only what the export is).
+    record = json.loads((out / "run.json").read_text())
+    assert record["mode"] == "full" and record["runner"].startswith("DirectRunner")
+    assert record["samples"]["in_release"] == 6 and record["samples"]["exported_by_this_run"] == 4
+    assert record["wall_s"] > 0 and record["samples_per_s"] == pytest.approx(
+        4 / record["wall_s"], rel=0.01)
+    assert "wall" not in (out / "report.json").read_text()
 
 
 def test_legacy_v1_release_exports(tmp_path):

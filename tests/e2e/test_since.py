@@ -8,6 +8,7 @@ two labels, renames one, unlabels one and appends a new sample whose name collid
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -107,6 +108,10 @@ def test_since_rewrites_only_what_changed_and_equals_a_full_export(releases, tmp
     fetched = {h.path for h in server.hits}
     assert {p for p in fetched if "/labels/" in p} == changed
     assert counts["samples_exported"] == len(changed)
+    record = json.loads((out / "run.json").read_text())
+    assert record["mode"] == "since" and record["samples"] == {
+        "in_release": 13, "exported_by_this_run": len(changed), "failed_in_this_run": 0,
+        "skipped_in_this_run": 1, "kept_from_previous_export": 7}
 
     _export(v2, clean, *mode, *IN_MEMORY)
     updated, reference = _outputs(out), _outputs(clean)

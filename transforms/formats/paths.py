@@ -55,12 +55,13 @@ MANIFEST_DIR = "manifest"
 TEMP_DIR = ".tmp-export"
 STATE_DIR = ".export-state"  # the ledger of sample results (`ledger`), for --only_failed
 REPORT = "report.json"
+RUN = "run.json"  # this run's wall time, rate and runner: the one file that differs between runs
 PREVIEW = "preview.png"
 
 # Everything an export writes at the top of OUT (a rerun replaces exactly these).
 OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_PANOPTIC_JSON, "coco-panoptic",
          YOLO_DATA_YAML, "labels", "images", "instance", "semantic", "instance-color", "semantic-color",
-         MANIFEST_DIR, FAILURES, REPORT, PREVIEW)
+         MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW)
 
 _PER_SAMPLE = {
     "coco-panoptic": ("coco-panoptic", "_label_{ls}_coco-panoptic.png"),
