@@ -29,20 +29,20 @@ from benchmarks import synth
 from tests.faultserver import FaultServer
 
 
-def _digest(root: str) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, files in os.walk(root):
-        dirnames.sort()
+def _digests(root: str) -> dict[str, str]:
+    """{relative path: sha256} of every file but the ledger and run.json (this run's timing:
+    the one file that differs between runs)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
         if os.path.relpath(dirpath, root).split(os.sep)[0] == ".export-state":
             continue
-        for name in sorted(files):
+        for name in files:
             if name == "run.json" and dirpath == root:
-                continue  # this run's timing: the one file that differs between runs
+                continue
             path = os.path.join(dirpath, name)
-            h.update(os.path.relpath(path, root).encode() + b"\0")
             with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()
+                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
 
 
 def _run(release_url: str, out: str, *extra: str) -> float:
@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         server.reset()
         full_v2 = _run(server.url + "v2.json", clean)
         full_labels = sum(1 for h in server.hits if h.path.startswith("/labels/"))
-    same = _digest(out) == _digest(clean)
+    updated, reference = _digests(out), _digests(clean)
+    differ = sorted(k for k in set(updated) | set(reference) if updated.get(k) != reference.get(k))
+    same = not differ
     print(f"v1 {n} samples; v2 {len(v2)} samples: {changed} labels changed, {added} new, "
           f"{removed} removed, every URL re-signed")
     print(f"{'run':<22}{'wall s':>8}{'bitmaps fetched':>17}")
@@ -136,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'full export of v2':<22}{full_v2:>8.1f}{full_labels:>17}")
     print(f"speed-up {full_v2 / since:.1f}x; updated folder equals the full export of v2: "
           f"{'yes' if same else 'NO'}")
-    if not same:
-        sys.exit(1)
+    if differ:
+        sys.exit("differing files: " + ", ".join(differ[:10]))
 
 
 if __name__ == "__main__":
