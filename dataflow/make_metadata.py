@@ -43,6 +43,7 @@ _LABELS = {
     "images": "Images",
     "id_increment": "Semantic id increment",
     "instance_png": "Instance PNG encoding",
+    "coco_segmentation": "COCO instance segmentation (rle or polygon)",
     "coco_shard_size": "Samples per COCO fragment",
     "manifest_rows_per_shard": "Rows per manifest Parquet file",
     "chunk_samples": "Chunk size (local runs only)",

@@ -28,6 +28,7 @@ class ExportConfig:
     images: str = "copy"
     id_increment: int = 0
     instance_png: str = "gray16"
+    coco_segmentation: str = "rle"  # rle | polygon: coco-instance of bitmap releases
     coco_shard_size: int = 1000
     manifest_rows_per_shard: int = 100_000
     http_timeout: float = 30.0
@@ -129,7 +130,7 @@ def load(flags: dict[str, Any]) -> ExportConfig:
     return cfg
 
 
-_TYPES = {"images": str, "instance_png": str, "output": str, "release": str, "id_increment": int,
+_TYPES = {"images": str, "instance_png": str, "coco_segmentation": str, "output": str, "release": str, "id_increment": int,
           "coco_shard_size": int, "manifest_rows_per_shard": int,
           "http_attempts": int, "http_timeout": (int, float)}
 
@@ -145,6 +146,9 @@ def _validate(cfg: ExportConfig) -> None:
         raise ConfigError(f"images: expected copy or none, got {cfg.images!r}")
     if cfg.instance_png not in ("gray16", "rgb24"):
         raise ConfigError(f"instance_png: expected gray16 or rgb24, got {cfg.instance_png!r}")
+    if cfg.coco_segmentation not in ("rle", "polygon"):
+        raise ConfigError(
+            f"coco_segmentation: expected rle or polygon, got {cfg.coco_segmentation!r}")
     for name in ("coco_shard_size", "manifest_rows_per_shard", "http_attempts"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name}: expected a positive integer")

@@ -37,7 +37,8 @@ def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]
         "options": {"formats": list(formats), "images": cfg.images,
                     "filter_by": list(cfg.filter_by) if cfg.filter_by is not None else None,
                     "filter_by_metadata": [[k, v] for k, v in cfg.filter_by_metadata],
-                    "id_increment": cfg.id_increment, "instance_png": cfg.instance_png},
+                    "id_increment": cfg.id_increment, "instance_png": cfg.instance_png,
+                    "coco_segmentation": cfg.coco_segmentation},
         "category_names": {c.id: c.name for c in info.categories},
     }
 
@@ -62,6 +63,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png,
+                              coco_segmentation=cfg.coco_segmentation,
                               vector=info.task_type in VECTOR_TASKS)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
@@ -113,7 +115,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                 storage.join(temp, fmt), assign_ids=fmt == "coco-instance",
                 shard_size=cfg.coco_shard_size)
         )
-    if "yolo" in formats:
+    if "yolo" in formats or "yolo-seg" in formats:  # one class list for both
         outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
             storage.join(cfg.output, paths.YOLO_DATA_YAML), yolo.data_yaml(taxonomy))
     return outputs

@@ -52,6 +52,10 @@ class ExportOptions(PipelineOptions):
         g.add_argument("--instance_png", choices=("gray16", "rgb24"), default=None,
                        help="gray16: 16-bit instance PNGs, a sample with an id > 65535 fails "
                             "(default); rgb24: RGB PNGs with id = R + 256*G + 65536*B.")
+        g.add_argument("--coco_segmentation", choices=("rle", "polygon"), default=None,
+                       help="coco-instance segmentation of bitmap releases: rle (compressed "
+                            "RLE, default) or polygon ([[x1, y1, ...], ...] per connected "
+                            "component, holes spliced in; bbox and area stay the mask's).")
         g.add_argument("--coco_shard_size", type=int, default=None,
                        help="Samples per COCO fragment shard (default 1000).")
         g.add_argument("--manifest_rows_per_shard", type=int, default=None,

@@ -95,7 +95,7 @@ def prepare(argv: Sequence[str] | None = None):
     flags = options.view_as(ExportOptions).get_all_options(retain_unknown_options=False)
     export_flags = {k: flags.get(k) for k in (
         "release", "output", "config", "formats", "labelset", "filter_by",
-        "filter_by_metadata", "images", "id_increment", "instance_png", "coco_shard_size",
+        "filter_by_metadata", "images", "id_increment", "instance_png", "coco_segmentation", "coco_shard_size",
         "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
         "max_failure_ratio", "chunk_samples", "allow_local_files")}
     cfg = config_mod.load(export_flags)
@@ -151,7 +151,8 @@ def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         "formats": list(formats), "labelset": info.labelset,
         "filter_by": cfg.filter_by, "filter_by_metadata": cfg.filter_by_metadata,
         "images": cfg.images, "id_increment": cfg.id_increment,
-        "instance_png": cfg.instance_png, "exporter": version})
+        "instance_png": cfg.instance_png, "coco_segmentation": cfg.coco_segmentation,
+        "exporter": version})
 
 
 def _check_resumable(cfg, fp: ledger.Fingerprint) -> int:
@@ -372,7 +373,7 @@ def _global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:
     """(taxonomy, COCO headers, small files) of the files a merge or rebuild writes."""
     taxonomy = Taxonomy(info.categories, cfg.id_increment)
     small = {}
-    if "yolo" in formats:
+    if "yolo" in formats or "yolo-seg" in formats:
         small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
     return taxonomy, graph.coco_headers(info, taxonomy, formats), small
 

@@ -16,7 +16,8 @@ Exit code 0 when every format present passes, 1 otherwise. Checks:
     `segments_info` (id != 0, unique), areas and boxes match the pixels, one segment per
     stuff category; with hotcoco installed, PQ of the file against itself is 100;
   * yolo: data.yaml lists classes 0..N-1, every label line is `class xc yc w h` with a known
-    class and coordinates in [0, 1];
+    class and coordinates in [0, 1]; yolo-seg: every line is `class x1 y1 ...` with 3+ points
+    in [0, 1] (bitmap polygons in coco-instance must rasterise to their area and bbox);
   * PNG formats: every file decodes with the documented mode and the image's size.
 """
 
@@ -142,6 +143,8 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
         if a["category_id"] not in cat_ids:
             report.fail(fmt, f"{where}: unknown category_id {a['category_id']}")
         seg = a.get("segmentation")
+        if isinstance(seg, list) and seg and _polygons_match(seg, a, sizes[a["image_id"]]):
+            continue  # bitmap polygons (--coco_segmentation polygon): exactly the mask
         if seg is None or isinstance(seg, list):  # a vector box or polygon
             _check_vector(a, sizes[a["image_id"]], report, where)
             continue
@@ -187,6 +190,17 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
         + (", RLE checked with faster-coco-eval" if strict is not None and any(
             isinstance(a.get("segmentation"), dict) for a in coco.dataset["annotations"]) else ""))
     return sizes
+
+
+def _polygons_match(seg: list, a: dict, size: tuple[int, int]) -> bool:
+    """The polygons, rasterised by pycocotools, have the annotation's area and bbox."""
+    from pycocotools import mask as mask_utils
+
+    if not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg):
+        return False
+    h, w = size
+    mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(seg, h, w))).astype(bool)
+    return mask.any() and int(mask.sum()) == a.get("area") and _extent(mask) == a.get("bbox")
 
 
 def _check_vector(a: dict, size: tuple[int, int], report: Report, where: str) -> None:
@@ -290,10 +304,17 @@ def _hotcoco_pq(path: str) -> float | None:
     return float(result["All"]["pq"]) if result["All"]["pq"] <= 1.0 else float(result["All"]["pq"]) / 100
 
 
-def check_yolo(out: str, report: Report) -> None:
+def _formats(out: str) -> list[str] | None:
+    try:
+        with open(os.path.join(out, paths.REPORT), encoding="utf-8") as f:
+            return list(json.load(f)["options"]["formats"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_yolo(out: str, report: Report, fmt: str = "yolo", folder: str = "labels") -> None:
     import yaml
 
-    fmt = "yolo"
     try:
         with open(os.path.join(out, paths.YOLO_DATA_YAML), encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -304,17 +325,28 @@ def check_yolo(out: str, report: Report) -> None:
     if sorted(names) != list(range(len(names))) or data.get("nc", len(names)) != len(names):
         report.fail(fmt, "data.yaml names are not classes 0..N-1")
     files = lines = 0
-    for label in _files(os.path.join(out, "labels"), ".txt"):
+    for label in _files(os.path.join(out, folder), ".txt"):
         files += 1
         with open(label, encoding="ascii") as f:
             for n, line in enumerate(f, 1):
                 lines += 1
                 parts = line.split()
-                ok = len(parts) == 5 and parts[0].isdigit() and int(parts[0]) in names
-                values = [float(v) for v in parts[1:]] if ok else []
-                if not ok or not all(0.0 <= v <= 1.0 for v in values) or values[2] <= 0 or values[3] <= 0:
+                if fmt == "yolo":
+                    ok = len(parts) == 5
+                else:  # a polygon of 3+ points (Ultralytics reads 5 values as a box)
+                    ok = len(parts) >= 7 and len(parts) % 2 == 1
+                ok = ok and parts[0].isdigit() and int(parts[0]) in names
+                try:
+                    values = [float(v) for v in parts[1:]] if ok else []
+                except ValueError:
+                    ok, values = False, []
+                bad = not ok or not all(0.0 <= v <= 1.0 for v in values)
+                if fmt == "yolo" and not bad:
+                    bad = values[2] <= 0 or values[3] <= 0
+                if bad:
                     report.fail(fmt, f"{os.path.relpath(label, out)}:{n}: bad line {line.strip()!r}")
-    report.summary[fmt] = f"{len(names)} classes, {files} label files, {lines} boxes"
+    what = "boxes" if fmt == "yolo" else "polygons"
+    report.summary[fmt] = f"{len(names)} classes, {files} label files, {lines} {what}"
 
 
 def check_pngs(out: str, fmt: str, report: Report, rows: list[dict], sizes: dict) -> None:
@@ -354,7 +386,11 @@ def validate(out: str, eval_images: int = 1000) -> Report:
     if os.path.exists(os.path.join(out, paths.COCO_PANOPTIC_JSON)):
         sizes.update(check_coco_panoptic(out, report))
     if os.path.exists(os.path.join(out, paths.YOLO_DATA_YAML)):
-        check_yolo(out, report)
+        formats = _formats(out) or ["yolo"]
+        if "yolo" in formats:
+            check_yolo(out, report)
+        if "yolo-seg" in formats:
+            check_yolo(out, report, "yolo-seg", "labels-seg" if "yolo" in formats else "labels")
     for fmt in _MODES:
         if os.path.isdir(os.path.join(out, fmt)):
             check_pngs(out, fmt, report, rows, sizes)

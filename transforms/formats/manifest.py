@@ -33,6 +33,7 @@ ARTIFACT_COLUMNS = (
     "image",
     "coco-panoptic",
     "yolo",
+    "yolo-seg",
     "instance",
     "semantic",
     "instance-color",

@@ -19,6 +19,7 @@ Contract:
       images/{stem}{ext}                                   original image bytes
       coco-panoptic/{stem}_label_{ls}_coco-panoptic.png
       labels/{stem}.txt                                    YOLO (Ultralytics layout)
+      labels-seg/{stem}.txt      yolo-seg when yolo is exported too (else labels/{stem}.txt)
       instance/{stem}_label_{ls}_instance.png
       semantic/{stem}_label_{ls}_semantic.png
       instance-color/{stem}_label_{ls}_instance_colored.png
@@ -60,12 +61,13 @@ PREVIEW = "preview.png"
 
 # Everything an export writes at the top of OUT (a rerun replaces exactly these).
 OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_PANOPTIC_JSON, "coco-panoptic",
-         YOLO_DATA_YAML, "labels", "images", "instance", "semantic", "instance-color", "semantic-color",
-         MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW)
+         YOLO_DATA_YAML, "labels", "labels-seg", "images", "instance", "semantic", "instance-color",
+         "semantic-color", MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW)
 
 _PER_SAMPLE = {
     "coco-panoptic": ("coco-panoptic", "_label_{ls}_coco-panoptic.png"),
     "yolo": ("labels", ".txt"),
+    "yolo-seg": ("labels-seg", ".txt"),
     "instance": ("instance", "_label_{ls}_instance.png"),
     "semantic": ("semantic", "_label_{ls}_semantic.png"),
     "instance-color": ("instance-color", "_label_{ls}_instance_colored.png"),
@@ -158,6 +160,12 @@ def sample_file(fmt: str, stem: str, labelset: str) -> str:
     folder, suffix = _PER_SAMPLE[fmt]
     ls = safe_labelset(labelset)
     return f"{folder}/{stem}{suffix.format(ls=ls)}"
+
+
+def yolo_seg_file(stem: str, formats) -> str:
+    """yolo-seg labels: `labels/` (where Ultralytics looks, beside `images/`) unless `yolo`
+    is exported too and holds the boxes there; then `labels-seg/`."""
+    return f"{'labels-seg' if 'yolo' in formats else 'labels'}/{stem}.txt"
 
 
 def per_sample_formats() -> tuple[str, ...]:

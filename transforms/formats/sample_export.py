@@ -8,7 +8,10 @@ Contract:
   * coco-instance: one annotation body per exported instance, in annotation-list order, with
     `image_id`, `category_id`, `bbox` [x, y, w, h] (integer pixel extents), compressed-RLE
     `segmentation`, `area` (pixels), `iscrowd` 0, and the object `attributes` when present.
-    The `id` is added later (global, dense, in image order).
+    The `id` is added later (global, dense, in image order). With `coco_segmentation=
+    "polygon"`, `segmentation` is `[[x1, y1, ...], ...]` instead: one polygon per connected
+    component with its holes spliced in (`contours.coco_polygons`; pycocotools rasterises
+    it back to exactly the mask); `bbox` and `area` stay the mask's.
   * coco-panoptic: things get one segment per instance, stuff one segment per category
     (areas summed, boxes united). Segment id = R + 256*G + 65536*B of its PNG colour: stuff
     uses the category's unique stuff colour; the k-th instance of a thing category uses its
@@ -16,6 +19,9 @@ Contract:
     skipping colours already used in the image. No randomness: same input, same ids.
   * yolo: `class xc yc w h` with the 0-based class position, normalised by the bitmap size,
     six decimals, one line per exported instance; an image with none gets an empty file.
+  * yolo-seg: `class x1 y1 x2 y2 ...`, one line per exported instance: all its connected
+    components and holes in one polygon (`contours.yolo_points`, Ultralytics' segment
+    format), normalised, six decimals; `labels/` or, with `yolo` too, `labels-seg/`.
   * instance: 16-bit gray PNG of instance ids; an id > 65535 fails the sample (FormatError)
     unless `instance_png="rgb24"`, which writes RGB with id = R + 256*G + 65536*B.
   * semantic: category id + id_increment, 8-bit (16-bit for the whole export if needed).
@@ -32,7 +38,7 @@ import json
 
 import numpy as np
 
-from transforms.formats import errors, paths
+from transforms.formats import contours, errors, paths
 from transforms.formats.bitmap import id_to_rgb
 from transforms.formats.instances import InstanceTable, compact_labels, instance_table
 from transforms.formats.png import RowChanges, encode_lut_png
@@ -53,6 +59,7 @@ class ExportSettings:
     labelset: str
     taxonomy: Taxonomy
     instance_png: str = "gray16"  # gray16 | rgb24
+    coco_segmentation: str = "rle"  # rle | polygon (bitmap releases' coco-instance)
     vector: bool = False  # a vector task type (boxes, polygons): no bitmap
 
 
@@ -94,10 +101,18 @@ def export_sample(
         out.coco_image = dumps({"id": sample.image_id,
                                 "file_name": paths.image_file_name(sample.stem, image_ext),
                                 "height": table.height, "width": table.width})
+    polygons = settings.coco_segmentation == "polygon" and "coco-instance" in formats
+    shapes = (_instance_shapes(id_map, exported, table, polygons, "yolo-seg" in formats)
+              if polygons or "yolo-seg" in formats else [])
     if "coco-instance" in formats:
-        rles = table.rles([row for _, row in exported])
-        out.coco_annotations = [_coco_annotation(sample, ann, table, row, rle)
-                                for (ann, row), rle in zip(exported, rles)]
+        if polygons:
+            segs = ["[" + ",".join("[" + ",".join(map(str, p)) + "]" for p in coco) + "]"
+                    for coco, _ in shapes]
+        else:
+            segs = [f'{{"size":[{table.height},{table.width}],"counts":{json.dumps(r["counts"])}}}'
+                    for r in table.rles([row for _, row in exported])]
+        out.coco_annotations = [_coco_annotation(sample, ann, table, row, seg)
+                                for (ann, row), seg in zip(exported, segs)]
 
     def emit(fmt: str, data: bytes) -> None:
         rel = paths.sample_file(fmt, sample.stem, settings.labelset)
@@ -121,6 +136,28 @@ def export_sample(
              "image_id": sample.image_id})
     if "yolo" in formats:
         emit("yolo", _yolo_lines(exported, table, tax).encode("ascii"))
+    if "yolo-seg" in formats:
+        rel = paths.yolo_seg_file(sample.stem, formats)
+        lines = [f"{tax.position(ann.category_id)} "
+                 f"{contours.yolo_text(points, table.width, table.height)}\n"
+                 for (ann, _), (_, points) in zip(exported, shapes)]
+        out.files.append((rel, "".join(lines).encode("ascii")))
+        out.artifacts.append(("yolo-seg", rel))
+    return out
+
+
+def _instance_shapes(id_map: np.ndarray, exported, table: InstanceTable, coco: bool,
+                     yolo: bool) -> list[tuple[list | None, np.ndarray | None]]:
+    """(COCO polygons, YOLO boundary-pixel polygon) per exported instance, traced once on
+    the instance's bounding box."""
+    out = []
+    for ann, row in exported:
+        x0, y0, x1, y1 = (int(table.x0[row]), int(table.y0[row]), int(table.x1[row]),
+                          int(table.y1[row]))
+        mask = id_map[y0:y1 + 1, x0:x1 + 1] == ann.id
+        comps = contours.components(contours.trace(mask))
+        out.append((contours.coco_polygons(mask, x0, y0, comps) if coco else None,
+                    contours.yolo_points(mask, x0, y0, comps) if yolo else None))
     return out
 
 
@@ -201,14 +238,15 @@ def _yolo_lines(exported, table: InstanceTable, tax: Taxonomy) -> str:
     return "".join(lines)
 
 
-def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int, rle: dict) -> str:
+def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int, seg: str) -> str:
     # Formatted directly (json.dumps per annotation is the slowest part with many
-    # instances); equal to dumps() of the same dict, which the unit tests check.
+    # instances); equal to dumps() of the same dict, which the unit tests check. `seg`: the
+    # segmentation's JSON text (RLE object or polygon lists).
     x, y, w, h = table.bbox_xywh(row)
     text = (
         f'{{"image_id":{sample.image_id},"category_id":{ann.category_id},'
-        f'"bbox":[{x},{y},{w},{h}],"segmentation":{{"size":[{table.height},{table.width}],'
-        f'"counts":{json.dumps(rle["counts"])}}},"area":{int(table.area[row])},"iscrowd":0'
+        f'"bbox":[{x},{y},{w},{h}],"segmentation":{seg},"area":{int(table.area[row])},'
+        f'"iscrowd":0'
     )
     if ann.attributes:
         text += ',"attributes":' + dumps(dict(ann.attributes))

@@ -21,6 +21,7 @@ FORMATS = (
     "coco-instance",
     "coco-panoptic",
     "yolo",
+    "yolo-seg",
     "instance",
     "semantic",
     "instance-color",
@@ -31,7 +32,7 @@ FORMATS = (
 VECTOR_TASKS = ("bboxes", "vector")
 
 FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
-FORMATS_BY_TASK.update({task: ("coco-instance", "yolo") for task in VECTOR_TASKS})
+FORMATS_BY_TASK.update({task: ("coco-instance", "yolo", "yolo-seg") for task in VECTOR_TASKS})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,10 @@ Contract:
     equal text.
   * yolo: one `class xc yc w h` line per exported box or polygon (its box), normalised to
     [0, 1], six decimals, 0-based class position; a sample gets a file even when empty.
+  * yolo-seg: one `class x1 y1 x2 y2 ...` line per exported polygon (its clipped corners) or
+    box (its four corners, clockwise from the top-left), coordinates divided by the image
+    size (the continuous coordinates, as Ultralytics' convert_coco writes COCO polygons),
+    six decimals; `labels/{stem}.txt`, or `labels-seg/` when `yolo` is exported too.
 """
 
 from __future__ import annotations
@@ -113,7 +117,7 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
     formats = set(settings.formats)
     notes = list(warnings or [])
     dropped: dict[str, int] = {}
-    bodies, lines, stats = [], [], {}
+    bodies, lines, seg_lines, stats = [], [], [], {}
     for ann in sample.annotations:
         if tax.position(ann.category_id) < 0:
             reason = "a category not in the taxonomy"
@@ -140,6 +144,9 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
         lines.append(f"{tax.position(ann.category_id)} {(x0 + x1) / 2 / width:.6f} "
                      f"{(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} "
                      f"{(y1 - y0) / height:.6f}\n")
+        if "yolo-seg" in formats:
+            seg_lines.append(yolo_seg_line(tax.position(ann.category_id), (x0, y0, x1, y1),
+                                           poly, width, height))
     for reason, n in sorted(dropped.items()):
         notes.append(f"annotations left out ({reason}): {n}")
     out = SampleOutput([], None, bodies, None, len(lines), notes, [],
@@ -152,7 +159,22 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
         rel = paths.sample_file("yolo", sample.stem, settings.labelset)
         out.files.append((rel, "".join(lines).encode("ascii")))
         out.artifacts.append(("yolo", rel))
+    if "yolo-seg" in formats:
+        rel = paths.yolo_seg_file(sample.stem, formats)
+        out.files.append((rel, "".join(seg_lines).encode("ascii")))
+        out.artifacts.append(("yolo-seg", rel))
     return out
+
+
+def yolo_seg_line(cls: int, box: tuple[float, float, float, float], poly: list[Point] | None,
+                  width: int, height: int) -> str:
+    """One Ultralytics segment line for a clipped box (`poly` None) or polygon."""
+    if poly is None:
+        x0, y0, x1, y1 = box
+        poly = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    coords = " ".join(f"{min(1.0, max(0.0, x / width)):.6f} {min(1.0, max(0.0, y / height)):.6f}"
+                      for x, y in poly)
+    return f"{cls} {coords}\n"
 
 
 def rasterize(sample: Sample, width: int, height: int,
