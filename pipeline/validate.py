@@ -170,6 +170,7 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
             if not same:
                 report.fail(fmt, f"{where}: faster-coco-eval decodes a different mask")
     ap = {}
+    rle = any(isinstance(a.get("segmentation"), dict) for a in coco.dataset["annotations"])
     if coco.dataset["annotations"] and not report.problems.get(fmt):
         image_ids = sorted(sizes)[:eval_images]
         dets = [dict(a, score=1.0) for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
@@ -187,8 +188,7 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
     report.summary[fmt] = (
         f"{len(sizes)} images, {len(ann_ids)} annotations"
         + (", self-AP " + " ".join(f"{iou} {v:.3f}" for iou, v in ap.items()) if ap else "")
-        + (", RLE checked with faster-coco-eval" if strict is not None and any(
-            isinstance(a.get("segmentation"), dict) for a in coco.dataset["annotations"]) else ""))
+        + (", RLE checked with faster-coco-eval" if strict is not None and rle else ""))
     return sizes
 
 

@@ -333,7 +333,13 @@ def test_sample_file_other_labelset():
 def test_per_sample_formats_cover_sample_file():
     assert set(paths.per_sample_formats()) == {
         "instance", "instance-color", "semantic", "semantic-color", "coco-panoptic", "yolo",
+        "yolo-seg",
     }
+
+
+def test_yolo_seg_labels_go_where_ultralytics_looks_unless_yolo_holds_the_boxes():
+    assert paths.yolo_seg_file("a/b", {"yolo-seg"}) == "labels/a/b.txt"
+    assert paths.yolo_seg_file("a/b", {"yolo", "yolo-seg"}) == "labels-seg/a/b.txt"
 
 
 @pytest.mark.parametrize("labelset", ["../../../../../etc", "a/b", "..\\..\\x", "/abs"])

@@ -145,7 +145,7 @@ def test_v2_highres_task_type_accepted(tmp_path):
     info = info_of(tmp_path, v2_release(task_type="segmentation-bitmap-highres"))
     assert info.task_type == "segmentation-bitmap-highres"
     assert set(info.formats) == {
-        "coco-instance", "coco-panoptic", "yolo", "instance", "semantic",
+        "coco-instance", "coco-panoptic", "yolo", "yolo-seg", "instance", "semantic",
         "instance-color", "semantic-color",
     }
 
@@ -408,7 +408,7 @@ def test_unsupported_task_type(tmp_path, task_type):
 
 @pytest.mark.parametrize("task_type", ["bboxes", "vector"])
 def test_vector_task_types_export_coco_instance_and_yolo(tmp_path, task_type):
-    assert info_of(tmp_path, v2_release(task_type=task_type)).formats == ("coco-instance", "yolo")
+    assert info_of(tmp_path, v2_release(task_type=task_type)).formats == ("coco-instance", "yolo", "yolo-seg")
 
 
 def test_missing_dataset_name(tmp_path):
