@@ -26,8 +26,9 @@ import numpy as np
 from benchmarks import synth
 from benchmarks.server import StaticServer
 
-FORMATS = ("coco-instance", "coco-panoptic", "yolo", "instance", "semantic", "instance-color",
-           "semantic-color")
+FORMATS = ("coco-instance", "coco-panoptic", "yolo", "yolo-seg", "instance", "semantic",
+           "instance-color", "semantic-color")
+COCO_POLYGON = "coco-instance polygon"  # --coco_segmentation polygon
 
 
 def _release_dir(args) -> str:
@@ -80,6 +81,7 @@ def _cpu_breakdown(root: str, samples: int) -> dict[str, float]:
     times: dict[str, list[float]] = {"decode": []}
     for fmt in FORMATS:
         times[fmt] = []
+    times[COCO_POLYGON] = []
     times["all formats"] = []
     for i, raw in enumerate(raws):
         s = release.parse_sample(raw, i, i, info)
@@ -88,9 +90,11 @@ def _cpu_breakdown(root: str, samples: int) -> dict[str, float]:
         with open(os.path.join(root, s.bitmap_url), "rb") as f:
             id_map = bitmap.decode_id_map(f.read())
         times["decode"].append(time.process_time() - t)
-        for fmt in FORMATS + ("all formats",):
-            fmts = FORMATS if fmt == "all formats" else (fmt,)
-            settings = ExportSettings(formats=fmts, labelset="ground-truth", taxonomy=tax)
+        for fmt in FORMATS + (COCO_POLYGON, "all formats"):
+            fmts = {"all formats": FORMATS, COCO_POLYGON: ("coco-instance",)}.get(fmt, (fmt,))
+            settings = ExportSettings(formats=fmts, labelset="ground-truth", taxonomy=tax,
+                                      coco_segmentation="polygon" if fmt == COCO_POLYGON
+                                      else "rle")
             t = time.process_time()
             export_sample(s, id_map, settings, ".jpg")
             times[fmt].append(time.process_time() - t)

@@ -28,8 +28,10 @@ Contract:
     coordinates would grow the mask by one pixel on the right and bottom. A vertex for pixel c
     is written at c + 0.25 (before normalising), so a reader that truncates (Ultralytics'
     `polygon2mask`) and one that rounds (supervision) both land on pixel c despite the six
-    decimals. Filled that way, the polygon gives back the mask exactly except for the pixels
-    a bridge between two components crosses (a 1-pixel line, as with merge_multi_segment).
+    decimals. Filled that way, no pixel of the mask is lost; the only pixels added are those
+    of bridges crossing background (between components, or a hole's bridge over another
+    hole: 1-pixel lines, as with merge_multi_segment). A component without holes fills back
+    exactly.
     At least 3 points (a 1- or 2-pixel instance repeats its last point), so Ultralytics never
     reads the line as a box.
   * Collinear vertices are dropped (lossless: edges are axis-aligned or 45 degree diagonals).
