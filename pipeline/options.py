@@ -31,7 +31,8 @@ class ExportOptions(PipelineOptions):
                        help="YAML file with any of these settings; flags override it.")
         g.add_argument("--formats", default=None,
                        help="Comma-separated formats: " + ",".join(FORMATS)
-                            + ". Default: every format the task type supports.")
+                            + ". Default: every format the task type supports except yolo-seg "
+                              "(polygon tracing: ask for it).")
         g.add_argument("--labelset", default=None,
                        help="Labelset to export. Default: ground-truth (first task for "
                             "legacy releases).")

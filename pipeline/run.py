@@ -33,6 +33,7 @@ from transforms import progress
 from transforms.formats import chunking, errors, incremental, ledger, paths, release, storage, yolo
 from transforms.formats.report import format_table
 from transforms.formats.taxonomy import Taxonomy
+from transforms.formats.types import OPT_IN_FORMATS
 from transforms.report import REPORT
 
 _LOGGER = logging.getLogger("pipeline")
@@ -104,7 +105,7 @@ def prepare(argv: Sequence[str] | None = None):
         header = release.scan_header(hashing)
         release_sha256 = hashing.sha256()
     info = release.release_info(header, cfg.selection)
-    formats = cfg.formats or info.formats
+    formats = cfg.formats or tuple(f for f in info.formats if f not in OPT_IN_FORMATS)
     unsupported = [f for f in formats if f not in info.formats]
     if unsupported:
         raise errors.ReleaseError(

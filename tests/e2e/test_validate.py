@@ -42,7 +42,7 @@ def test_a_good_export_passes_every_reader(exported):
     out, _ = exported
     report = validate.validate(out)
     assert report.problems == {} and report.ok
-    assert set(report.summary) == {"manifest", "coco-instance", "coco-panoptic", "yolo", "yolo-seg", "instance",
+    assert set(report.summary) == {"manifest", "coco-instance", "coco-panoptic", "yolo", "instance",
                                    "semantic", "instance-color", "semantic-color"}
     assert "self-AP bbox 1.000 segm 1.000" in report.summary["coco-instance"]
     assert "RLE checked with faster-coco-eval" in report.summary["coco-instance"]

@@ -31,6 +31,10 @@ FORMATS = (
 # Image vector labels: boxes and polygons (points and polylines are counted, not exported).
 VECTOR_TASKS = ("bboxes", "vector")
 
+# Formats exported only when --formats names them: tracing polygons costs ~40 ms a 1080p
+# sample, several times a box format, and few trainers need them.
+OPT_IN_FORMATS = ("yolo-seg",)
+
 FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
 FORMATS_BY_TASK.update({task: ("coco-instance", "yolo", "yolo-seg") for task in VECTOR_TASKS})
 
