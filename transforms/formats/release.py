@@ -58,9 +58,11 @@ import numpy as np
 from transforms.formats import errors
 from transforms.formats.types import (
     FORMATS_BY_TASK,
-    VECTOR_TASKS,
+    SEQUENCE_TASKS,
+    SHAPE_TASKS,
     Annotation,
     Category,
+    Frame,
     Sample,
 )
 
@@ -79,9 +81,10 @@ _UNSUPPORTED_TASKS = {
     "pointcloud-vector-sequence": "point-cloud releases have no image export format",
     "multisensor-sequence": "multi-sensor releases have no image export format",
     "image-segmentation-sequence": "sequence bitmaps have no export format yet",
-    "keypoints": "keypoint releases are not supported yet",
-    "image-vector-sequence": "vector sequences are not supported yet",
 }
+# What a user can do instead, by the kind of task type refused.
+_INSTEAD = ("export it with the segments-ai SDK or from the Segments.ai web app; this "
+            "exporter writes image formats only")
 
 # Header fields collected by the scan (ijson prefixes). Samples are never built here.
 _HEADER_PREFIXES = frozenset(
@@ -552,6 +555,7 @@ def release_info(header: Mapping[str, Any], selection: Selection) -> ReleaseInfo
         raise errors.ReleaseError(
             f"dataset.task_type: {_brief(task_type)} cannot be exported ({why});"
             f" supported: {supported}"
+            + (f"; {_INSTEAD}" if task_type in _UNSUPPORTED_TASKS else "")
         )
     categories = parse_categories(cats_raw, cats_field)
 
@@ -835,8 +839,14 @@ def skip_reason(raw: Mapping[str, Any], labelset: str) -> str | None:
     return None
 
 
-def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: ReleaseInfo) -> Sample:
-    """A selected, labelled raw sample -> Sample. Raises SampleSchemaError naming the field."""
+def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: ReleaseInfo,
+                 frame_base: int = 0) -> Sample:
+    """A selected, labelled raw sample -> Sample. Raises SampleSchemaError naming the field.
+
+    Sequences (`image-vector-sequence`): the sample's `attributes.frames[j].image.url` and
+    `name`, with the label's `attributes.frames[j].annotations`; `frame_base` as in
+    `types.Sample`.
+    """
     uuid, name = identity(raw, position)
     ls = info.labelset
     label = raw["labels"][ls]
@@ -844,13 +854,39 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
     base = f"labels.{ls}.attributes"
     if not isinstance(attrs, Mapping):
         raise errors.SampleSchemaError(f"{base}: expected an object, got {_kind(attrs)}")
+    vector = info.task_type in SHAPE_TASKS
+    status = str(label.get("label_status", "")).upper()
+    sample_attrs = _optional_object(raw, "attributes", "attributes")
+    if info.task_type in SEQUENCE_TASKS:
+        frames, extra = _frames(sample_attrs, attrs, base)
+        return Sample(index=index, position=position, uuid=uuid, name=name, image_url=None,
+                      label_status=status, annotations=(), bitmap_url=None, frames=frames,
+                      frame_base=frame_base, extra_label_frames=extra)
+    annotations = _annotations(attrs, base, vector)
+    bitmap_url = None
+    if not vector:  # vector labels have no bitmap: whatever is there is not read
+        bitmap_url = _optional_url(attrs, "segmentation_bitmap", base)
+    image_url = _optional_url(sample_attrs, "image", "attributes")
+    return Sample(
+        index=index,
+        position=position,
+        uuid=uuid,
+        name=name,
+        image_url=image_url,
+        label_status=status,
+        annotations=annotations,
+        bitmap_url=bitmap_url,
+    )
+
+
+def _annotations(attrs: Mapping[str, Any], base: str, vector: bool) -> tuple[Annotation, ...]:
+    """`attrs.annotations` (missing or null: none), each checked, naming the field."""
     anns_raw = attrs.get("annotations")
     if anns_raw is None:
         anns_raw = []
     if not isinstance(anns_raw, list):
         raise errors.SampleSchemaError(
             f"{base}.annotations: expected a list, got {_kind(anns_raw)}")
-    vector = info.task_type in VECTOR_TASKS
     annotations, seen = [], set()
     for i, a in enumerate(anns_raw):
         f = f"{base}.annotations[{i}]"
@@ -886,21 +922,43 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
                 points=points,
             )
         )
-    bitmap_url = None
-    if not vector:  # vector labels have no bitmap: whatever is there is not read
-        bitmap_url = _optional_url(attrs, "segmentation_bitmap", base)
-    image_url = _optional_url(_optional_object(raw, "attributes", "attributes"), "image",
-                              "attributes")
-    return Sample(
-        index=index,
-        position=position,
-        uuid=uuid,
-        name=name,
-        image_url=image_url,
-        label_status=str(label.get("label_status", "")).upper(),
-        annotations=tuple(annotations),
-        bitmap_url=bitmap_url,
-    )
+    return tuple(annotations)
+
+
+def _frames(sample_attrs: Mapping[str, Any], attrs: Mapping[str, Any],
+            base: str) -> tuple[tuple[Frame, ...], int]:
+    """(frames, label frames without a sample frame) of a sequence: one frame per
+    `attributes.frames` item of the sample, with the annotations of the label frame at the
+    same position. Label frames beyond the sample's frames have no image: they are not
+    read, only counted (the export reports them)."""
+    raw_frames = sample_attrs.get("frames")
+    if not isinstance(raw_frames, list):
+        raise errors.SampleSchemaError(
+            f"attributes.frames: expected a list of frames, got {_kind(raw_frames)}")
+    label_frames = attrs.get("frames")
+    if label_frames is None:
+        label_frames = []
+    if not isinstance(label_frames, list):
+        raise errors.SampleSchemaError(
+            f"{base}.frames: expected a list, got {_kind(label_frames)}")
+    frames = []
+    for j, fr in enumerate(raw_frames):
+        field = f"attributes.frames[{j}]"
+        if not isinstance(fr, Mapping):
+            raise errors.SampleSchemaError(f"{field}: expected an object, got {_kind(fr)}")
+        name = fr.get("name")
+        if name is not None and not isinstance(name, str):
+            raise errors.SampleSchemaError(f"{field}.name: expected a string, got {_kind(name)}")
+        annotations: tuple[Annotation, ...] = ()
+        if j < len(label_frames) and label_frames[j] is not None:
+            lf = label_frames[j]
+            if not isinstance(lf, Mapping):
+                raise errors.SampleSchemaError(
+                    f"{base}.frames[{j}]: expected an object, got {_kind(lf)}")
+            annotations = _annotations(lf, f"{base}.frames[{j}]", True)
+        frames.append(Frame(image_url=_optional_url(fr, "image", field),
+                            name=name, annotations=annotations))
+    return tuple(frames), len(label_frames) - len(frames) if len(label_frames) > len(frames) else 0
 
 
 def _optional_object(obj: Mapping[str, Any], key: str, field: str) -> Mapping[str, Any]:
@@ -964,6 +1022,7 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
     later = info.duplicates.pairs()
     duplicate = next(later, None)
     index = 0
+    frames = 0  # sequences: frames of the samples to export so far (`Sample.frame_base`)
     for position, raw in enumerate(_sample_items(stream, info)):
         first = None
         if duplicate is not None and duplicate[0] == position:
@@ -990,10 +1049,13 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
             if first is not None:
                 raise errors.SampleSchemaError(f"uuid: duplicate uuid (first at position {first})")
             reason = skip_reason(raw, info.labelset)
-            sample = parse_sample(raw, position, image_id - 1, info) if reason is None else None
+            sample = (parse_sample(raw, position, image_id - 1, info, frames)
+                      if reason is None else None)
         except errors.SampleError as e:
             yield Decision(position, uuid, name, status, failed=e, image_id=image_id)
         else:
+            if sample is not None and sample.frames is not None:
+                frames += len(sample.frames)
             yield Decision(position, uuid, name, status, sample=sample, skipped=reason,
                            image_id=image_id)
 

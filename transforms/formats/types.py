@@ -6,6 +6,11 @@ Contract:
     gaps included where selected samples are skipped).
   * `Sample.position` is the 0-based position in the release file, before filtering.
   * Instance ids are 24-bit (0..16,777,215); 0 is background.
+  * Sequences (`image-vector-sequence`): a sample's frames are COCO images of their own;
+    frame j of a sample has the COCO image id `frame_base + j + 1`, where `frame_base` is
+    the number of frames of the samples to export before it in the release (so frame ids
+    are dense from 1 and fixed when the release is read). `image_id` (index + 1) stays the
+    sample's number in the manifest, the failure report and generated names.
   * Everything here is immutable and picklable: these objects cross Beam stages.
 """
 
@@ -28,8 +33,12 @@ FORMATS = (
     "semantic-color",
 )
 
-# Image vector labels: boxes and polygons (points and polylines are counted, not exported).
+# Image vector labels: boxes, polygons and points (polylines are counted, not exported).
 VECTOR_TASKS = ("bboxes", "vector")
+KEYPOINT_TASKS = ("keypoints",)  # points only: COCO keypoints
+SEQUENCE_TASKS = ("image-vector-sequence",)  # vector labels per frame of an image sequence
+# Every task type whose labels are shapes with points (no bitmap).
+SHAPE_TASKS = VECTOR_TASKS + KEYPOINT_TASKS + SEQUENCE_TASKS
 
 # Formats exported only when --formats names them: tracing polygons costs ~40 ms a 1080p
 # sample, several times a box format, and few trainers need them.
@@ -37,6 +46,9 @@ OPT_IN_FORMATS = ("yolo-seg",)
 
 FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
 FORMATS_BY_TASK.update({task: ("coco-instance", "yolo", "yolo-seg") for task in VECTOR_TASKS})
+# A lone point has no box: YOLO (detection or pose) has nothing to hold it.
+FORMATS_BY_TASK.update({task: ("coco-instance",) for task in KEYPOINT_TASKS})
+FORMATS_BY_TASK.update({task: ("coco-instance", "yolo") for task in SEQUENCE_TASKS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +73,15 @@ class Annotation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Frame:
+    """One frame of an image sequence: its image and the label's annotations on it."""
+
+    image_url: str | None
+    name: str | None  # the release's frame name (kept in COCO; never used for file names)
+    annotations: tuple[Annotation, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class Sample:
     """One selected sample, ready to export."""
 
@@ -73,10 +94,17 @@ class Sample:
     annotations: tuple[Annotation, ...]
     bitmap_url: str | None
     stem: str = ""  # unique, safe relative output stem; assigned after collision resolution
+    frames: tuple[Frame, ...] | None = None  # sequences only (see the contract)
+    frame_base: int = 0  # sequences: frames of the samples to export before this one
+    extra_label_frames: int = 0  # sequences: label frames without a sample frame (left out)
 
     @property
     def image_id(self) -> int:
         return self.index + 1
+
+    def frame_image_id(self, j: int) -> int:
+        """The COCO image id of frame j (0-based) of a sequence."""
+        return self.frame_base + j + 1
 
 
 @dataclasses.dataclass(frozen=True)
