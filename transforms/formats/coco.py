@@ -47,9 +47,15 @@ def instance_category(category: Category) -> dict:
     return out
 
 
-def instance_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
-    return {"info": info(release_name, dataset_name),
-            "categories": [instance_category(c) for c in taxonomy.categories]}
+def instance_header(release_name: str, dataset_name: str, taxonomy: Taxonomy,
+                    keypoints: bool = False) -> dict:
+    """With `keypoints` (task types whose labels can hold points), every category also gets
+    `keypoints: [its name]` and `skeleton: []`: a point is one keypoint of its category
+    (see `vector`)."""
+    cats = [instance_category(c) for c in taxonomy.categories]
+    if keypoints:
+        cats = [{**c, "keypoints": [c["name"]], "skeleton": []} for c in cats]
+    return {"info": info(release_name, dataset_name), "categories": cats}
 
 
 def panoptic_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:

@@ -9,7 +9,17 @@ Contract:
     extent and its area the clipped polygon's (shoelace) area.
   * A shape with no area inside the image (zero-size box, polygon outside the image or with
     fewer than 3 corners) is dropped with a warning; so are annotations whose category is not
-    in the taxonomy, `point` and `polyline` annotations (not exported yet) and unknown types.
+    in the taxonomy, `polyline` annotations (no COCO or YOLO shape holds a line) and
+    unknown types.
+  * point (`vector`, `keypoints`, sequences): one COCO keypoint annotation per point, as one
+    keypoint of its category (the category lists `keypoints: [its name]`, `skeleton: []`):
+    `keypoints [x, y, 2]` (visible), `num_keypoints` 1, `bbox [x, y, 0, 0]` (the extent of
+    its keypoints, as pycocotools computes it for results), `iscrowd` 0 and `area` = W * H
+    of the image: OKS divides by the object's area, which a lone point does not have, so
+    its scale is the image's (an error of about 12% of sqrt(W * H) gives OKS 0.5 with
+    sigma 0.05). A point outside the image `[0, W] x [0, H]` is dropped with a warning.
+    YOLO has no line for a point (detection needs a box, pose a box per object): points
+    are counted in the warnings of samples exported to yolo.
   * coco-instance: `{image_id, category_id, bbox [x, y, w, h], area, iscrowd 0}`, plus
     `segmentation` `[[x1, y1, x2, y2, ...]]` for polygons (boxes carry none), plus the object
     `attributes` when present. Numbers are rounded to 1/1000 pixel, so equal inputs give
@@ -110,6 +120,27 @@ def _shape(ann: Annotation, width: int, height: int):
     return f"{ann.type} annotations are not exported"
 
 
+def keypoint(ann: Annotation, width: int, height: int) -> Point | str:
+    """(x, y) of a point annotation inside the image, or a reason to drop it."""
+    if len(ann.points) != 1:
+        return f"point with {len(ann.points)} points"
+    x, y = ann.points[0]
+    if not (0 <= x <= width and 0 <= y <= height):
+        return "point outside the image"
+    return x, y
+
+
+def keypoint_body(image_id: int, ann: Annotation, point: Point, width: int,
+                  height: int) -> dict:
+    """The COCO keypoint annotation of one point (see the contract), without its id."""
+    x, y = _r(point[0]), _r(point[1])
+    body = {"image_id": image_id, "category_id": ann.category_id, "bbox": [x, y, 0, 0],
+            "area": width * height, "iscrowd": 0, "keypoints": [x, y, 2], "num_keypoints": 1}
+    if ann.attributes:
+        body["attributes"] = dict(ann.attributes)
+    return body
+
+
 def export_vector_sample(sample: Sample, width: int, height: int, settings: ExportSettings,
                          image_ext: str, warnings: list[str] | None = None) -> SampleOutput:
     """coco-instance and yolo artifacts of one vector sample (see the contract)."""
@@ -118,9 +149,20 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
     notes = list(warnings or [])
     dropped: dict[str, int] = {}
     bodies, lines, seg_lines, stats = [], [], [], {}
+    points_not_in_yolo = 0
     for ann in sample.annotations:
         if tax.position(ann.category_id) < 0:
             reason = "a category not in the taxonomy"
+        elif ann.type == "point":
+            point = keypoint(ann, width, height)
+            if isinstance(point, str):
+                dropped[point] = dropped.get(point, 0) + 1
+                continue
+            stats.setdefault(ann.category_id, [0, 0])[0] += 1
+            if "coco-instance" in formats:
+                bodies.append(dumps(keypoint_body(sample.image_id, ann, point, width, height)))
+            points_not_in_yolo += 1
+            continue
         else:
             shape = _shape(ann, width, height)
             reason = shape if isinstance(shape, str) else None
@@ -149,7 +191,9 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
                                            poly, width, height))
     for reason, n in sorted(dropped.items()):
         notes.append(f"annotations left out ({reason}): {n}")
-    out = SampleOutput([], None, bodies, None, len(lines), notes, [],
+    if points_not_in_yolo and formats & {"yolo", "yolo-seg"}:
+        notes.append(f"points left out of yolo (a point has no box): {points_not_in_yolo}")
+    out = SampleOutput([], None, bodies, None, len(lines) + points_not_in_yolo, notes, [],
                        tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
     if "coco-instance" in formats:
         out.coco_image = dumps({"id": sample.image_id,
@@ -193,6 +237,13 @@ def rasterize(sample: Sample, width: int, height: int,
     canvas = Image.new("I", (max(1, round(width * scale)), max(1, round(height * scale))), 0)
     draw = ImageDraw.Draw(canvas)
     for k, ann in enumerate(sample.annotations, 1):
+        if ann.type == "point":  # a dot of 1/100 of the image
+            point = keypoint(ann, width, height)
+            if not isinstance(point, str):
+                r = max(1.0, min(width, height) * scale / 100)
+                x, y = point[0] * scale, point[1] * scale
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=k)
+            continue
         shape = _shape(ann, width, height)
         if isinstance(shape, str):
             continue
