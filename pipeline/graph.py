@@ -22,7 +22,7 @@ from transforms.formats import chunking, coco, ledger, paths, storage, yolo
 from transforms.formats.release import ReleaseInfo
 from transforms.formats.sample_export import ExportSettings
 from transforms.formats.taxonomy import Taxonomy
-from transforms.formats.types import VECTOR_TASKS
+from transforms.formats.types import KEYPOINT_TASKS, SEQUENCE_TASKS, SHAPE_TASKS
 from transforms.read import ReadChunk
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
 from transforms.write import WriteLedger, WriteManifestParts, WriteOnce
@@ -64,7 +64,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png,
                               coco_segmentation=cfg.coco_segmentation,
-                              vector=info.task_type in VECTOR_TASKS)
+                              vector=info.task_type in SHAPE_TASKS)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
                     http_attempts=cfg.http_attempts, allow_local_files=cfg.allow_local_files,
@@ -135,7 +135,9 @@ def coco_headers(info: ReleaseInfo, taxonomy: Taxonomy, formats: tuple[str, ...]
     """{COCO format: document header} for the COCO formats being exported."""
     out = {}
     if "coco-instance" in formats:
-        out["coco-instance"] = coco.instance_header(info.name, info.dataset_name, taxonomy)
+        out["coco-instance"] = coco.instance_header(
+            info.name, info.dataset_name, taxonomy,
+            keypoints=info.task_type in KEYPOINT_TASKS + SEQUENCE_TASKS + ("vector",))
     if "coco-panoptic" in formats:
         out["coco-panoptic"] = coco.panoptic_header(info.name, info.dataset_name, taxonomy)
     return out

@@ -12,7 +12,17 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import bitmap, errors, incremental, ledger, paths, preview, storage, vector
+from transforms.formats import (
+    bitmap,
+    errors,
+    incremental,
+    ledger,
+    paths,
+    preview,
+    sequence,
+    storage,
+    vector,
+)
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
 from transforms.progress import Ticker
@@ -48,15 +58,18 @@ def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
 HEADER_BYTES = 1 << 16  # enough for the size (and EXIF) of nearly every image file
 
 
-def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
+def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher,
+                   whole: bool | None = None):
     """(SampleOutput, whole image bytes or None, extension, (width, height)).
 
     The image size is read from the image's first bytes (an HTTP Range request) unless the
-    image is copied or previewed anyway; a header that does not fit is fetched whole.
+    image is copied or previewed anyway (`whole`); a header that does not fit is fetched
+    whole.
     """
     if not sample.image_url:
         raise errors.FetchError("image: no URL (the image size is needed for vector labels)")
-    whole = job.copy_images or sample.index < preview.PREVIEW_SAMPLES
+    if whole is None:
+        whole = job.copy_images or sample.index < preview.PREVIEW_SAMPLES
     data = fetcher.fetch(sample.image_url, "image", limit=None if whole else HEADER_BYTES)
     try:
         w, h = bitmap.image_size(data)
@@ -68,6 +81,29 @@ def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     ext = paths.image_extension(sample.image_url, sample.name) or bitmap.image_extension(data)
     out = vector.export_vector_sample(sample, w, h, job.settings, ext)
     return out, (data if whole else None), ext, (w, h)
+
+
+def _sequence_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
+    """(SampleOutput with every frame's files, images included, first frame's image bytes
+    or None, first frame's id map or None) of a sequence (`sequence`). A frame that cannot
+    be fetched or read fails the whole sample, its reason naming the frame."""
+    outs, first, thumb_map = [], None, None
+    previewed = sample.index < preview.PREVIEW_SAMPLES
+    for j in range(len(sample.frames)):
+        frame = sequence.frame_sample(sample, j)
+        try:
+            out, data, ext, size = _vector_sample(frame, job, fetcher,
+                                                  whole=job.copy_images or (previewed and j == 0))
+        except errors.SampleError as e:
+            raise type(e)(f"frame {j + 1}: {e.reason}") from e
+        if j == 0 and previewed:
+            first, thumb_map = data, vector.rasterize(frame, *size)
+        if job.copy_images:
+            rel = paths.image_path(frame.stem, ext)
+            out.files.insert(0, (rel, data))
+            out.artifacts.insert(0, ("image", rel))
+        outs.append(out)
+    return sequence.merge_frames(sample, outs), first, thumb_map
 
 
 def _thumbnail(sample: Sample, id_map, categories: dict[int, int], job: ExportJob,
@@ -83,6 +119,18 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
 
     The preview is (index, name, thumbnail) for the first selected samples (preview.png).
     """
+    if sample.frames is not None:
+        try:
+            out, first_image, id_map = _sequence_sample(sample, job, fetcher)
+            thumb = None
+            if id_map is not None:
+                anns = sample.frames[0].annotations
+                thumb = _thumbnail(sample, id_map,
+                                   {k: a.category_id for k, a in enumerate(anns, 1)},
+                                   job, first_image)
+        except errors.SampleError as e:
+            return _failed(sample, e), None, None
+        return _write(sample, job, out, None, "", thumb)
     if job.settings.vector:
         try:
             out, image_bytes, ext, size = _vector_sample(sample, job, fetcher)

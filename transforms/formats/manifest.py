@@ -82,7 +82,9 @@ def table(rows: Iterable[ManifestRow]) -> pa.Table:
         cols["reason"].append(r.reason)
         cols["num_instances"].append(r.num_instances)
         cols["warnings"].append(list(r.warnings))
-        arts = dict(r.artifacts)
+        arts: dict[str, str] = {}
+        for k, path in r.artifacts:  # a sequence's first frame stands for its frames
+            arts.setdefault(k, path)
         for k in ARTIFACT_COLUMNS:
             cols[_column(k)].append(arts.get(k))
     return pa.table(cols, schema=SCHEMA)
