@@ -118,7 +118,6 @@ def check_manifest(out: str, report: Report) -> dict:
 def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int, tuple[int, int]]:
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
 
     fmt = "coco-instance"
     path = os.path.join(out, paths.COCO_INSTANCE_JSON)
@@ -142,6 +141,9 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
             continue
         if a["category_id"] not in cat_ids:
             report.fail(fmt, f"{where}: unknown category_id {a['category_id']}")
+        if "keypoints" in a:  # a point (vector, keypoints and sequence releases)
+            _check_keypoint(a, sizes[a["image_id"]], report, where)
+            continue
         seg = a.get("segmentation")
         if isinstance(seg, list) and seg and _polygons_match(seg, a, sizes[a["image_id"]]):
             continue  # bitmap polygons (--coco_segmentation polygon): exactly the mask
@@ -173,18 +175,10 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
     rle = any(isinstance(a.get("segmentation"), dict) for a in coco.dataset["annotations"])
     if coco.dataset["annotations"] and not report.problems.get(fmt):
         image_ids = sorted(sizes)[:eval_images]
-        dets = [dict(a, score=1.0) for a in coco.dataset["annotations"] if a["image_id"] in set(image_ids)]
-        results = _quiet(coco.loadRes, dets)
-        masks = all("segmentation" in a for a in coco.dataset["annotations"])
-        for iou in ("bbox", "segm") if masks else ("bbox",):
-            ev = COCOeval(coco, results, iou)
-            ev.params.imgIds = image_ids
-            _quiet(ev.evaluate)
-            _quiet(ev.accumulate)
-            _quiet(ev.summarize)
-            ap[iou] = float(ev.stats[0])
-            if abs(ap[iou] - 1.0) > 1e-9:
-                report.fail(fmt, f"COCOeval of the file against itself: AP {iou} = {ap[iou]:.4f}, not 1.0")
+        for iou, value in self_ap(coco, image_ids).items():
+            ap[iou] = value
+            if abs(value - 1.0) > 1e-9:
+                report.fail(fmt, f"COCOeval of the file against itself: AP {iou} = {value:.4f}, not 1.0")
     report.summary[fmt] = (
         f"{len(sizes)} images, {len(ann_ids)} annotations"
         + (", self-AP " + " ".join(f"{iou} {v:.3f}" for iou, v in ap.items()) if ap else "")
@@ -201,6 +195,62 @@ def _polygons_match(seg: list, a: dict, size: tuple[int, int]) -> bool:
     h, w = size
     mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(seg, h, w))).astype(bool)
     return mask.any() and int(mask.sum()) == a.get("area") and _extent(mask) == a.get("bbox")
+
+
+KEYPOINT_SIGMA = 0.05  # OKS sigma of the one keypoint of a category (pycocotools': 17 values)
+
+
+def _subset(coco, annotations: list[dict]):
+    """A pycocotools COCO of the same images and categories with these annotations."""
+    from pycocotools.coco import COCO
+
+    sub = COCO()
+    sub.dataset = {**coco.dataset, "annotations": annotations}
+    _quiet(sub.createIndex)
+    return sub
+
+
+def self_ap(coco, image_ids: list[int]) -> dict[str, float]:
+    """COCOeval AP of the document against itself: bbox (and segm when every shape has a
+    mask) over the annotations without keypoints, keypoints (OKS, one keypoint per
+    category, sigma KEYPOINT_SIGMA) over the points; each only when it has annotations."""
+    from pycocotools.cocoeval import COCOeval
+
+    wanted = set(image_ids)
+    points = [a for a in coco.dataset["annotations"] if "keypoints" in a]
+    shapes = [a for a in coco.dataset["annotations"] if "keypoints" not in a]
+    ap: dict[str, float] = {}
+    for anns, kinds in ((shapes, ("bbox", "segm") if all("segmentation" in a for a in shapes)
+                         else ("bbox",)), (points, ("keypoints",))):
+        if not anns:
+            continue
+        gt = _subset(coco, anns) if len(anns) != len(coco.dataset["annotations"]) else coco
+        dets = [dict(a, score=1.0) for a in anns if a["image_id"] in wanted]
+        if not dets:
+            continue
+        results = _quiet(gt.loadRes, dets)
+        for iou in kinds:
+            ev = COCOeval(gt, results, iou)
+            ev.params.imgIds = image_ids
+            if iou == "keypoints":
+                ev.params.kpt_oks_sigmas = np.full(1, KEYPOINT_SIGMA)
+            _quiet(ev.evaluate)
+            _quiet(ev.accumulate)
+            _quiet(ev.summarize)
+            ap[iou] = float(ev.stats[0])
+    return ap
+
+
+def _check_keypoint(a: dict, size: tuple[int, int], report: Report, where: str) -> None:
+    """A point: one visible keypoint inside the image, bbox [x, y, 0, 0], area = W * H."""
+    fmt, (h, w) = "coco-instance", size
+    kp = a.get("keypoints")
+    if (not isinstance(kp, list) or len(kp) != 3 or kp[2] != 2 or a.get("num_keypoints") != 1
+            or not (0 <= kp[0] <= w and 0 <= kp[1] <= h)):
+        report.fail(fmt, f"{where}: keypoints {kp} are not one visible point in the {w}x{h} image")
+        return
+    if a.get("bbox") != [kp[0], kp[1], 0, 0] or a.get("area") != w * h or a.get("iscrowd") != 0:
+        report.fail(fmt, f"{where}: bbox/area/iscrowd of a point must be [x, y, 0, 0], W*H, 0")
 
 
 def _check_vector(a: dict, size: tuple[int, int], report: Report, where: str) -> None:
