@@ -106,6 +106,17 @@ def _sequence_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
     return sequence.merge_frames(sample, outs), first, thumb_map
 
 
+def _image_header(sample: Sample, fetcher: storage.Fetcher, warnings: list[str]) -> bytes | None:
+    """The first HEADER_BYTES of a segmentation sample's image when it is not copied: one
+    Range request, to check the bitmap's size against the image's. The image is not needed
+    to export the bitmap, so a fetch failure is a warning, not a failure."""
+    try:
+        return fetcher.fetch(sample.image_url, "image", limit=HEADER_BYTES)
+    except errors.SampleError as e:
+        warnings.append(f"image size not checked: {e.reason}")
+        return None
+
+
 def _thumbnail(sample: Sample, id_map, categories: dict[int, int], job: ExportJob,
                image_bytes: bytes | None):
     """(index, name, thumbnail) for preview.png; `categories` maps id_map values."""
@@ -160,8 +171,12 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         ext = paths.image_extension(sample.image_url, sample.name)
         if image_bytes is not None:
             ext = ext or bitmap.image_extension(image_bytes)
+        header = image_bytes
+        if header is None and bitmap_bytes is not None and sample.image_url:
+            header = _image_header(sample, fetcher, warnings)
+        if header is not None:
             try:  # only to compare sizes: an unreadable header is a warning, not a failure
-                iw, ih = bitmap.image_size(image_bytes)
+                iw, ih = bitmap.image_size(header)
             except errors.BitmapError as e:
                 warnings.append(f"image size not checked: {e.reason}")
             else:

@@ -337,9 +337,10 @@ def test_v1_unknown_task_name_lists_tasks(tmp_path):
 
 
 def test_v1_unsupported_task_type(tmp_path):
-    rel = {"name": "r", "tasks": [_v1_task("pts", [], task_type="keypoints")], "samples": []}
+    rel = {"name": "r", "tasks": [_v1_task("pts", [], task_type="pointcloud-cuboid")],
+           "samples": []}
     msg = release_error(tmp_path, rel)
-    assert "task_type" in msg and "keypoints" in msg
+    assert "task_type" in msg and "pointcloud-cuboid" in msg
 
 
 # --------------------------------------------------------------------------- errors
@@ -396,14 +397,16 @@ def test_missing_task_type(tmp_path):
     assert "dataset.task_type" in msg and "missing" in msg
 
 
-@pytest.mark.parametrize("task_type", ["keypoints", "pointcloud-cuboid", "image-vector-sequence",
+@pytest.mark.parametrize("task_type", ["pointcloud-cuboid", "pointcloud-segmentation-sequence",
+                                       "multisensor-sequence", "image-segmentation-sequence",
                                        "no-such-task", ""])
 def test_unsupported_task_type(tmp_path, task_type):
     msg = release_error(tmp_path, v2_release(task_type=task_type))
     assert "dataset.task_type" in msg
     assert repr(task_type) in msg or task_type in msg
-    # tells the user what is supported
-    assert "segmentation-bitmap" in msg
+    # tells the user what is supported, and for known task types what to do instead
+    assert "segmentation-bitmap" in msg and "keypoints" in msg
+    assert ("segments-ai SDK" in msg) == (task_type not in ("no-such-task", ""))
 
 
 @pytest.mark.parametrize("task_type", ["bboxes", "vector"])
@@ -494,7 +497,7 @@ def test_samples_missing(tmp_path):
 def test_errors_are_value_errors(tmp_path):
     # the launcher reports ValueError subclasses as a one-line message
     with pytest.raises(ValueError):
-        info_of(tmp_path, v2_release(task_type="keypoints"))
+        info_of(tmp_path, v2_release(task_type="pointcloud-cuboid"))
 
 
 # --------------------------------------------------------------------------- header scan

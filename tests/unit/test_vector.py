@@ -79,8 +79,8 @@ def test_fractions_are_kept_to_a_thousandth_of_a_pixel():
 
 def test_what_is_not_exported_is_counted_in_warnings():
     s = _sample(Annotation(1, 1, type="polyline", points=((0, 0), (5, 5))),
-                Annotation(2, 1, type="point", points=((3, 3),)),
-                Annotation(3, 1, type="point", points=((4, 4),)),
+                Annotation(2, 1, type="point", points=((300, 3),)),  # outside
+                Annotation(3, 1, type="point", points=((4, -1),)),  # outside
                 _box(300, 300, 400, 400),  # outside a 200x100 image
                 _box(1, 1, 5, 5, cat=99),  # unknown category
                 Annotation(6, 1, type="cuboid", points=()))
@@ -90,7 +90,7 @@ def test_what_is_not_exported_is_counted_in_warnings():
         "annotations left out (a category not in the taxonomy): 1",
         "annotations left out (box with no area inside the image): 1",
         "annotations left out (cuboid annotations are not exported): 1",
-        "annotations left out (point annotations are not exported): 2",
+        "annotations left out (point outside the image): 2",
         "annotations left out (polyline annotations are not exported): 1",
     ]
 
