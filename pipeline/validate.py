@@ -10,7 +10,9 @@ Exit code 0 when every format present passes, 1 otherwise. Checks:
     mask decodes to `area` pixels within `bbox` (vector releases: boxes and polygons lie in
     the image and their area matches the shape); categories and images referenced exist;
     COCOeval of the file against itself gives AP = 1.0 for bbox and segm (bbox only when
-    some annotations are boxes without a mask); with
+    some annotations are boxes without a mask) over the shapes, and for keypoints (OKS, one
+    keypoint per category, sigma KEYPOINT_SIGMA) over the points, each a visible keypoint
+    in the image with bbox [x, y, 0, 0] and area W * H; with
     faster-coco-eval installed, its (stricter) RLE decoder must agree on every mask;
   * coco-panoptic: every PNG decodes, its colours are exactly the segment ids of its
     `segments_info` (id != 0, unique), areas and boxes match the pixels, one segment per

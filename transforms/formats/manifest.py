@@ -9,7 +9,8 @@ Contract:
     `manifest/manifest-{k:05d}-of-{n:05d}.parquet`, n = ceil(samples / rows_per_shard).
   * Each file is written in row groups of `ROW_GROUP_ROWS` rows (streamed: a writer holds one
     row group, not the shard).
-  * Artifact columns hold paths relative to the output folder, null when not produced.
+  * Artifact columns hold paths relative to the output folder, null when not produced; a
+    sequence's row names its first frame's files (the others follow `sequence.frame_stem`).
   * failures.jsonl: one JSON object per failed sample, sorted by position:
     {"position", "uuid", "name", "image_id", "stage", "reason"}. URLs in reasons are redacted.
 """

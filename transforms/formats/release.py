@@ -25,6 +25,11 @@ Contract:
     `url`) fails the sample; a missing or null one keeps its fallback (name -> uuid ->
     `#position`, no URL). `metadata` is only read by `filter_by_metadata`: any non-object
     value there matches nothing, like null.
+  * Shape task types (`bboxes`, `vector`, `keypoints`, `image-vector-sequence`) have no
+    bitmap. A sequence sample's frames come from `attributes.frames` (image URL, optional
+    name) with the label's `attributes.frames` at the same positions; the samples to
+    export number their frames in release order (`Sample.frame_base`), so frame image ids
+    are dense and every reader (the run's, the chunked split's) gives the same.
   * Duplicate uuids: the first sample carrying a uuid (in file order, whatever its fate)
     keeps it; every later *selected* sample with the same uuid fails with "uuid: duplicate
     uuid (first at position P)". The header scan finds them from 8-byte hashes (8 bytes a
