@@ -368,3 +368,46 @@ def test_bitmap_size_mismatch_is_reported_without_copying_images(tmp_path):
     assert rows[1]["warnings"] == ["image is 30x20 but the bitmap is 64x48"]
     assert len(rows[2]["warnings"]) == 1
     assert rows[2]["warnings"][0].startswith("image size not checked: image: ")
+
+
+# --------------------------------------------------------------------------- --since
+
+
+def test_since_on_a_sequence_release_equals_a_full_export(tmp_path):
+    from tests.e2e.test_since import _outputs
+
+    root = str(tmp_path / "served")
+    os.makedirs(root)
+    rng = np.random.default_rng(3)
+    with StaticServer(root) as server:
+        def seq(name, n_frames, shift=0):
+            frames, labels = [], []
+            for j in range(n_frames):
+                w, h = SIZES[j % 3]
+                rel = f"frames/{name}/{j}.jpg"
+                _jpeg(root, rel, w, h, 30 + 50 * j)
+                frames.append({"image": {"url": server.url + rel}})
+                labels.append({"annotations": _frame_anns(rng, w, h, shift)})
+            return {"uuid": f"u-{name}", "name": name, "attributes": {"frames": frames},
+                    "labels": {"ground-truth": {"label_status": "LABELED", "attributes": {
+                        "format_version": "0.2", "frames": labels}}}}
+
+        s = [seq(f"s{i}", 2) for i in range(4)]
+        os.makedirs(os.path.join(root, "r1"))
+        os.makedirs(os.path.join(root, "r2"))
+        v1 = synth.write_release(os.path.join(root, "r1"), s,
+                                 task_type="image-vector-sequence")
+        # v2: an empty sequence first (every sample number moves, no frame id does), s1
+        # labelled again, s4 appended
+        v2 = synth.write_release(os.path.join(root, "r2"),
+                                 [seq("e", 0), s[0], seq("s1", 2, shift=1), s[2], s[3],
+                                  seq("s4", 3)], task_type="image-vector-sequence")
+        out, clean = tmp_path / "out", tmp_path / "clean"
+        run(["--release", v1, "--output", str(out), *IN_MEMORY])
+        plan = run(["--release", v2, "--output", str(out), "--since", str(out), "--dry_run"])
+        assert plan["since"]["reused"] == 3  # s0, s2, s3
+        run(["--release", v2, "--output", str(out), "--since", str(out), *IN_MEMORY])
+        run(["--release", v2, "--output", str(clean), *IN_MEMORY])
+    updated, reference = _outputs(out), _outputs(clean)
+    assert sorted(updated) == sorted(reference) and "coco-instance.json" in updated
+    assert [k for k in updated if updated[k] != reference[k]] == []

@@ -18,6 +18,10 @@ Contract:
     over with its position, image id and COCO ids rewritten (`rewrite`). Every other sample
     (changed, new, failed or skipped before, or newly among the first `PREVIEW_SAMPLES`
     selected, whose thumbnails preview.png shows) is exported again.
+  * Sequences: a frame's COCO image id depends on the frames before its sample
+    (`Sample.frame_base`, part of the reuse key), so a reused sequence keeps its frames' ids
+    and annotations as they are; only its position, sample number and shard move. A change
+    in the number of frames before a sequence re-exports it.
   * Files of the previous export that no sample of the new export owns (removed or renamed
     samples, changed image extensions) are deleted (`stale_files`).
   * The result equals a full export of the new release: same files, same bytes (tested).
@@ -39,7 +43,7 @@ import numpy as np
 
 from transforms.formats import chunking, ledger, paths, release, storage
 from transforms.formats.preview import PREVIEW_SAMPLES
-from transforms.formats.types import EXPORTED, Sample
+from transforms.formats.types import EXPORTED, SEQUENCE_TASKS, Sample
 
 KEY_BYTES = 24
 _KEY_DTYPE = f"S{KEY_BYTES}"
@@ -119,6 +123,7 @@ class Plan:
     new_indexes: np.ndarray  # their selected index in the new release
     redo: frozenset[int]  # new release positions to export
     previous: int  # samples in the previous export
+    sequence: bool = False  # image sequences: COCO ids are frame ids (see the contract)
 
     @property
     def reused(self) -> int:
@@ -188,7 +193,8 @@ def plan(stream: IO[bytes], info: release.ReleaseInfo, selection: release.Select
     order = np.argsort(old, kind="stable")
     reused_new = set(new_positions[match].tolist())
     return Plan(samples, old[order], new_positions[match][order], new_indexes[match][order],
-                frozenset(p for p in range(samples) if p not in reused_new), previous)
+                frozenset(p for p in range(samples) if p not in reused_new), previous,
+                info.task_type in SEQUENCE_TASKS)
 
 
 # --------------------------------------------------------------------------- the new ledger
@@ -208,13 +214,16 @@ def _swap(text: str, prefix: str, new: int, suffix: str = "") -> str:
     return f"{prefix}{new}{text[m.end():]}"
 
 
-def rewrite(e: tuple, position: int, index: int) -> tuple:
-    """A reused ledger entry at its new release position and selected index."""
+def rewrite(e: tuple, position: int, index: int, sequence: bool = False) -> tuple:
+    """A reused ledger entry at its new release position and selected index. A sequence's
+    COCO part keeps its frame ids (`Plan.sequence`)."""
     _, status, packed, key = e
     row, part, thumb = chunking.unpack(packed)
     image_id = index + 1
     row = dataclasses.replace(row, position=position, image_id=image_id)
-    if part is not None:
+    if part is not None and sequence:
+        part = (index, *part[1:])
+    elif part is not None:
         _, image, bodies, panoptic = part
         part = (index,
                 None if image is None else _swap(image, '{"id":', image_id),
@@ -233,7 +242,8 @@ def _spool_reused(old_dir: str, p: Plan, spool: IO[bytes]) -> tuple[np.ndarray, 
         if i < n and e[0] == p.old_positions[i]:
             new_pos.append(int(p.new_positions[i]))
             offsets.append(spool.tell())
-            chunking.dump(spool, rewrite(e, int(p.new_positions[i]), int(p.new_indexes[i])))
+            chunking.dump(spool, rewrite(e, int(p.new_positions[i]), int(p.new_indexes[i]),
+                                         p.sequence))
             i += 1
     if i != n:
         raise ValueError(f"{n - i} reused entries are missing from the previous ledger")
