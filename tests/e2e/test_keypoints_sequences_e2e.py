@@ -277,7 +277,7 @@ def test_keypoint_release_exports_coco_keypoints(tmp_path):
     assert counts["samples_exported"] == 3
     assert sorted(os.listdir(out)) == sorted([".export-state", "coco-instance.json",
                                               "failures.jsonl", "manifest", "preview.png",
-                                              "report.json"])
+                                              "report.json", "run.json"])
     report = validate.validate(out)
     assert report.ok, report.problems
     doc = json.loads(open(os.path.join(out, "coco-instance.json")).read())
