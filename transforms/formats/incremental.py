@@ -10,8 +10,7 @@ Contract:
     parameters), so a release downloaded again, with every URL re-signed, keeps its keys;
     Segments.ai stores a changed label under a new URL path, so a changed label changes its
     key. An asset replaced behind the same URL path is not seen: run a full export then.
-  * Sequences are always exported again (their frames' COCO image ids count the frames of
-    every sample before them), and so is a sample without a key.
+  * A sample whose previous ledger entry has no key is always exported again.
   * A sample of the new release is **reused** when the previous export exported a sample
     with the same key (same content, same output name), wherever it was in the release.
     Reused samples are not fetched: their files stay, and their ledger entry is carried
@@ -102,11 +101,10 @@ def stem_digest(stem: str) -> bytes:
     return _digest(stem, KEY_BYTES - 16)
 
 
-def sample_key(sample: Sample) -> bytes | None:
-    """The reuse key of an exported sample (with its final stem); None for a sequence,
-    whose frames' COCO image ids depend on the frames of every sample before it."""
-    if getattr(sample, "frames", None) is not None:
-        return None
+def sample_key(sample: Sample) -> bytes:
+    """The reuse key of an exported sample (with its final stem). A sequence's includes its
+    `frame_base`: its frames' COCO image ids count the frames of every sample before it, so
+    it is reused only where they are unchanged (see the contract)."""
     return content_digest(sample) + stem_digest(sample.stem)
 
 
