@@ -132,7 +132,11 @@ def test_every_hostile_name_exports_its_own_files_inside_out(exported):
         coco_anns.setdefault(a["image_id"], []).append(a)
     panoptic = {a["image_id"]: a for a in json.loads((out / "coco-panoptic.json").read_text())["annotations"]}
 
-    columns = [c for c in rows[0] if c.endswith("_path")]
+    # Every format exported (yolo-seg is opt-in, its column stays null): the same for all rows.
+    columns = [c for c in rows[0] if c.endswith("_path") and rows[0][c] is not None]
+    assert all([c for c in r if c.endswith("_path") and r[c] is not None] == columns
+               for r in rows)
+    assert len(columns) == 7  # the image and the six default per-sample formats
     seen: dict[str, str] = {}
     for row in rows:
         k = int(row["uuid"][1:])
