@@ -17,8 +17,14 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<2.5",
     "Pillow>=12.1.1,<13",
     "pyarrow>=16,<26",
+    # gs:// and s3:// releases, assets and outputs, one code path for both (fsspec), with
+    # credentials and endpoints from the standard environment (ADC, STORAGE_EMULATOR_HOST;
+    # AWS_* variables). s3fs and gcsfs are released together with fsspec and each pins the
+    # fsspec of its own release, so pip picks the versions that agree (2026.9.0 with Beam
+    # 2.77[gcp] on Python 3.11).
     "fsspec>=2025.3",
     "gcsfs>=2025.3",
+    "s3fs>=2025.3",
     # Streaming JSON parser with a C backend (yajl2_c): reads multi-GB releases in
     # constant memory, ~100 MB/s. The stdlib json module needs ~6x the file in RAM.
     "ijson>=3.3,<4",
@@ -55,6 +61,17 @@ EXTRAS_REQUIRE = {
         # (--dry_run=True) and reads metadata.json with the Dataflow client's schema. The
         # runner refuses to load without this extra; it adds ~65 packages (~30 s to install).
         "apache-beam[gcp]>=2.77.0,<2.78",
+        # Local stand-ins for the object stores, started by tests/cloudservers.py on
+        # 127.0.0.1 (tests/e2e/test_cloud_io.py): gcp-storage-emulator (JSON API: simple,
+        # multipart and resumable uploads, rewrite, batch delete, prefix listings; pure
+        # Python, released 2026) and moto's S3 server (the AWS SDK's own mock, maintained;
+        # [s3] plus Flask for its threaded server, without [server]'s ~40 other services).
+        # boto3 (from moto) and google-cloud-storage (from [gcp]) read the buckets back in
+        # the tests, independently of the exporter's fsspec code.
+        "gcp-storage-emulator>=2024.8",
+        "moto[s3]>=5.1,<6",
+        "flask>=3,<4",
+        "flask-cors>=5,<7",
     ],
 }
 
