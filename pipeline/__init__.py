@@ -15,3 +15,27 @@ def _drop_harmless(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger().addFilter(_drop_harmless)
+
+
+class _Once(logging.Filter):
+    """Lets a message starting with one of `prefixes` through once per process."""
+
+    def __init__(self, *prefixes: str):
+        super().__init__()
+        self._prefixes, self._seen = prefixes, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        for prefix in self._prefixes:
+            if message.startswith(prefix):
+                if prefix in self._seen:
+                    return False
+                self._seen.add(prefix)
+        return True
+
+
+# gcsfs (2026.x) asks the Storage Control API for each bucket's layout (zonal or
+# hierarchical) and, when it cannot tell (no permission, an emulator), falls back to the
+# JSON API used for ordinary buckets, warning on every file operation.
+logging.getLogger("gcsfs").addFilter(_Once("Could not determine bucket type",
+                                           "Error: Bucket"))

@@ -124,8 +124,6 @@ def prepare(argv: Sequence[str] | None = None):
             f"--chunk_samples: chunked runs are for local runners, not {runner_name} (it keeps "
             "nothing in the launcher's memory); use --chunk_samples 0 or auto")
     storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
-    if flags.get("validate") and storage.scheme(cfg.output):
-        raise config_mod.ConfigError("--validate: only local output folders can be validated")
     fp = fingerprint(cfg, info, tuple(formats), release_sha256)
     if flags.get("only_failed") and flags.get("since"):
         raise config_mod.ConfigError("--only_failed and --since: choose one (--since also "
@@ -550,7 +548,7 @@ def _counts(result) -> dict[str, int]:
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         force=True)  # Beam installs a root handler on import
-    for noisy in ("apache_beam", "urllib3", "fsspec", "gcsfs"):
+    for noisy in ("apache_beam", "urllib3", "fsspec", "gcsfs", "s3fs", "botocore", "aiobotocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

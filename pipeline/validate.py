@@ -1,6 +1,6 @@
 """Re-open an export with the readers users load it with and print a verdict per format.
 
-    python -m pipeline.validate OUT [--eval_images N]
+    python -m pipeline.validate OUT [--eval_images N]        (OUT local, gs:// or s3://)
     python -m pipeline --validate ...        (validates right after the export)
 
 Exit code 0 when every format present passes, 1 otherwise. Checks:
@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from transforms.formats import paths
+from transforms.formats import paths, storage
 
 _MODES = {
     "instance": ("I;16", "RGB"),  # gray16, or rgb24
@@ -430,6 +430,14 @@ def _files(folder: str, suffix: str) -> Iterable[str]:
 
 
 def validate(out: str, eval_images: int = 1000) -> Report:
+    """Checks the export in `out`: a local folder, or a gs:// or s3:// one, which is first
+    copied to a temporary local folder (without the ledger) and checked there."""
+    if storage.scheme(out):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="segments-validate-") as local:
+            storage.download_tree(out, local, skip=(paths.STATE_DIR, paths.TEMP_DIR))
+            return validate(local, eval_images)
     report = Report()
     rows = check_manifest(out, report).get("rows", [])
     sizes: dict = {}
@@ -461,12 +469,13 @@ def print_report(report: Report, stream=sys.stdout) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m pipeline.validate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("output", help="an export's output folder (local)")
+    ap.add_argument("output", help="an export's output folder (local, gs:// or s3://)")
     ap.add_argument("--eval_images", type=int, default=1000,
                     help="images evaluated by COCOeval (the structural checks cover all)")
     args = ap.parse_args(argv)
-    if not os.path.isdir(args.output):
-        print(f"error: {args.output}: no such folder", file=sys.stderr)
+    remote = bool(storage.scheme(args.output))
+    if not (storage.walk_files(args.output) if remote else os.path.isdir(args.output)):
+        print(f"error: {storage.redact(args.output)}: no such folder", file=sys.stderr)
         sys.exit(2)
     report = validate(args.output, args.eval_images)
     print_report(report)

@@ -8,14 +8,32 @@ Contract:
     relative paths leaving that folder (`../..`), and any local path in a remote release
     are refused per sample unless `allow_local_files` (`--allow_local_files`) is set.
     Other schemes than http(s), gs and s3 are refused per sample.
+    A relative URL in a gs:// or s3:// release stays in its bucket, next to the release.
   * http(s) goes through one pooled `requests.Session` per fetcher, retrying 429/5xx,
     connection resets and timeouts with capped exponential backoff and jitter, honouring
     `Retry-After`; a body cut short (reset, early close, stall) is fetched again (an asset)
-    or resumed from where it broke off (the release). Other schemes go through fsspec
-    (gcsfs for gs://; s3fs must be installed for s3://).
+    or resumed from where it broke off (the release).
+  * gs:// and s3:// go through fsspec (gcsfs, s3fs), for reading and writing alike: one code
+    path for both stores, on the launcher and on every worker. (Beam's FileSystems would
+    need apache-beam[aws] for S3 and a second client for each store.) Credentials and
+    endpoints come only from the standard environment: Application Default Credentials and
+    STORAGE_EMULATOR_HOST for gcsfs; AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN, AWS_PROFILE, AWS_ENDPOINT_URL, ... for s3fs (botocore). Nothing here
+    stores or logs them.
   * URLs are redacted (query string, fragment and credentials dropped) in every message.
-  * Writes are atomic: local files are written under a temporary name and renamed; object
-    stores publish an object only when its upload completes.
+  * Writes are atomic per file: local files are written under a temporary name and renamed
+    (POSIX rename); an object store has no rename (GCS and S3 copy and delete), but publishes
+    an object only when its upload completes, so objects are written in place, in one
+    request (`write_bytes`) or as a resumable/multipart upload that is cancelled, never
+    completed, when writing fails (`open_atomic`). A reader sees the previous object or the
+    new one, never part of one. The export as a whole is not atomic anywhere: its
+    completion is marked by `.export-state/state.json` being written last (see run.py).
+  * Listings are never served from fsspec's caches: gcsfs and s3fs keep one filesystem
+    instance per process with a directory-listing cache, which other processes (workers,
+    later steps) make stale by writing. Every listing, existence check, deletion and read
+    here starts from an emptied cache. An object store has no folders: a "folder" is a
+    prefix, absent once its last object is deleted; zero-byte placeholder objects ending in
+    `/` (made by consoles) are not files.
 """
 
 from __future__ import annotations
@@ -64,6 +82,11 @@ def resolve(url: str, release_uri: str) -> str:
     """An asset URL as it must be fetched: relative URLs are relative to the release."""
     if scheme(url):
         return url
+    s = scheme(release_uri)
+    if s in ("gs", "s3"):
+        # urljoin leaves URLs of schemes it does not know (gs, s3) unjoined.
+        joined = urllib.parse.urljoin("http://" + release_uri[len(s) + 3:], url)
+        return f"{s}://{joined[len('http://'):]}"
     if is_remote(release_uri):
         return urllib.parse.urljoin(release_uri, url)
     if os.path.isabs(url):
@@ -90,16 +113,15 @@ def open_release(uri: str, timeout: float = 60.0, attempts: int = 5) -> IO[bytes
         elif scheme(uri) in ("http", "https"):
             stream = io.BufferedReader(_HttpReleaseStream(uri, timeout, attempts), 1 << 20)
         else:
-            import fsspec
-
-            stream = fsspec.open(uri, "rb").open()
+            fs, path = _remote(uri)
+            stream = fs.open(path, "rb")
     except errors.ReleaseError:
         raise
     except FileNotFoundError:
         raise errors.ReleaseError(f"--release: no such file: {redact(uri)}") from None
     except ImportError as e:
         raise errors.ReleaseError(f"--release: cannot read {redact(uri)}: {e}") from None
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (gcsfs' HttpError is no OSError)
         raise errors.ReleaseError(f"--release: cannot open {redact(uri)}: {type(e).__name__}") from None
     if urllib.parse.urlsplit(uri).path.endswith(".gz"):
         return gzip.GzipFile(fileobj=stream)  # type: ignore[return-value]
@@ -374,16 +396,18 @@ class Fetcher:
         return bytes(data[:limit]) if limit else self._capped(bytes(data), what, url)
 
     def _fetch_fsspec(self, url: str, what: str, limit: int | None = None) -> bytes:
-        import fsspec
-
+        # gcsfs and s3fs retry transient faults themselves (429, 5xx, resets).
         try:
-            with fsspec.open(url, "rb") as f:
+            fs, path = _remote(url, fresh=False)  # assets do not change during an export
+            with fs.open(path, "rb") as f:
                 return self._capped(f.read(limit or self._max_bytes + 1), what, url)
+        except errors.FetchError:
+            raise
         except FileNotFoundError:
             raise errors.FetchError(f"{what}: not found: {redact(url)}") from None
         except ImportError as e:
             raise errors.FetchError(f"{what}: cannot read {redact(url)}: {e}") from None
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001  (gcsfs' HttpError is no OSError: a 403 fails the sample)
             raise errors.FetchError(f"{what}: {type(e).__name__} for {redact(url)}") from None
 
 
@@ -406,14 +430,24 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def _remote(uri: str, fresh: bool = True):
+    """(fsspec filesystem, path inside it) of a gs:// or s3:// URI. With `fresh`, the
+    instance's listing cache is emptied first: it is shared by everything in this process
+    and other processes write to the same bucket (see the module contract)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    if fresh:
+        fs.invalidate_cache()
+    return fs, path
+
+
 def write_bytes(path: str, data: bytes) -> None:
     """Atomic, idempotent write: a retry rewrites the same bytes under the same name."""
     local = _local_path(path)
     if local is None:
-        import fsspec
-
-        fs, p = fsspec.core.url_to_fs(path)
-        fs.pipe_file(p, data)
+        fs, p = _remote(path, fresh=False)
+        fs.pipe_file(p, data)  # one request; the object appears complete or not at all
         return
     directory = os.path.dirname(local) or "."
     os.makedirs(directory, exist_ok=True)
@@ -443,9 +477,10 @@ class _AtomicWriter:
 
     def __enter__(self) -> IO[bytes]:
         if self._local is None:
-            import fsspec
-
-            self._f = fsspec.open(self._path, "wb").open()
+            # Buffered, then a resumable (GCS) or multipart (S3) upload for large files:
+            # the object exists only once the file is closed without error.
+            fs, p = _remote(self._path, fresh=False)
+            self._f = fs.open(p, "wb")
             return self._f
         directory = os.path.dirname(self._local) or "."
         os.makedirs(directory, exist_ok=True)
@@ -454,9 +489,19 @@ class _AtomicWriter:
         return self._f
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._f.close()
         if self._local is None:
+            if exc_type is None:
+                self._f.close()  # completes the upload: the object appears
+                return
+            # Closing would publish what was written so far: cancel the upload instead.
+            # (An upload left unfinished, should cancelling fail, never becomes an object.)
+            try:
+                self._f.discard()
+            except Exception:  # noqa: BLE001  (best effort; the error being raised matters)
+                pass
+            self._f.closed = True
             return
+        self._f.close()
         if exc_type is None:
             os.chmod(self._tmp, _FILE_MODE)
             os.replace(self._tmp, self._local)
@@ -469,29 +514,51 @@ def read_bytes(path: str) -> bytes:
     if local is not None:
         with open(local, "rb") as f:
             return f.read()
-    import fsspec
+    fs, p = _remote(path)
+    return fs.cat_file(p)
 
-    with fsspec.open(path, "rb") as f:
-        return f.read()
+
+def _remote_entries(path: str) -> list[tuple[str, str]]:
+    """(name, "file" | "directory") directly under a gs:// or s3:// prefix ([] if none).
+
+    Placeholder objects (the prefix itself, or names ending in "/") are not entries."""
+    fs, p = _remote(path)
+    base = p.rstrip("/")
+    try:
+        listing = fs.ls(base, detail=True)
+    except FileNotFoundError:
+        return []
+    out = {}
+    for e in listing:
+        name = e["name"]
+        if name.rstrip("/") == base or (name.endswith("/") and e.get("type") == "file"):
+            continue
+        out[posixpath.basename(name.rstrip("/"))] = (
+            "directory" if e.get("type") == "directory" else "file")
+    return sorted(out.items())
 
 
 def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
-    """The entries of a previous export in `path` (local folders only; [] if empty/absent).
+    """The entries of a previous export in `path` ([] if empty or absent), local or remote.
 
     A previous export is recognised by its report or manifest, or, for a run killed before
     writing them, by the temporary folder (`paths.TEMP_DIR`) every run creates first.
     Raises ValueError when the folder holds other files but no previous export: an export
-    never deletes files it did not write.
+    never deletes files it did not write. On an object store the "folder" is the prefix
+    `path/` (a placeholder object for it does not count as content).
     """
     local = _local_path(path)
-    if local is None or not os.path.isdir(local):
+    if local is None:
+        entries = [name for name, _ in _remote_entries(path)]
+    elif os.path.isdir(local):
+        entries = os.listdir(local)
+    else:
         return []
-    entries = os.listdir(local)
     ours = [e for e in entries if e in owned]
     if entries and not ({"report.json", "manifest", ".tmp-export"} & set(ours)):
         raise errors.ReleaseError(
-            f"--output: {path} is not empty and holds no previous export; choose an empty "
-            "or new folder")
+            f"--output: {redact(path)} is not empty and holds no previous export; choose an "
+            "empty or new folder")
     return ours
 
 
@@ -502,17 +569,12 @@ def list_names(folder: str) -> list[str]:
         if not os.path.isdir(local):
             return []
         return sorted(n for n in os.listdir(local) if os.path.isfile(os.path.join(local, n)))
-    import fsspec
-
-    fs, p = fsspec.core.url_to_fs(folder)
-    if not fs.exists(p):
-        return []
-    return sorted(posixpath.basename(e["name"].rstrip("/")) for e in fs.ls(p, detail=True)
-                  if e.get("type") == "file")
+    return [name for name, kind in _remote_entries(folder) if kind == "file"]
 
 
 def remove_tree(path: str) -> None:
-    """Deletes a directory tree (temporary fragments); missing is fine."""
+    """Deletes a file or a directory tree; missing is fine. On an object store: the object
+    `path` and every object under the prefix `path/` (never `path-x`)."""
     local = _local_path(path)
     if local is not None:
         import shutil
@@ -522,11 +584,13 @@ def remove_tree(path: str) -> None:
         elif os.path.exists(local):
             os.unlink(local)
         return
-    import fsspec
-
-    fs, p = fsspec.core.url_to_fs(path)
-    if fs.exists(p):
-        fs.rm(p, recursive=True)
+    fs, p = _remote(path)
+    try:
+        # The object `p`, the objects under `p/` and its placeholder object `p/`, if any.
+        fs.rm(p.rstrip("/"), recursive=True)
+    except FileNotFoundError:
+        pass
+    fs.invalidate_cache()
 
 
 def remove_file(root: str, rel: str) -> None:
@@ -549,6 +613,42 @@ def open_read(path: str) -> IO[bytes]:
     local = _local_path(path)
     if local is not None:
         return open(local, "rb")
-    import fsspec
+    fs, p = _remote(path)
+    return fs.open(p, "rb")
 
-    return fsspec.open(path, "rb").open()
+
+def walk_files(root: str) -> list[str]:
+    """Sorted paths (relative to `root`, with "/") of every file under `root`, local or
+    remote; placeholder objects are left out."""
+    local = _local_path(root)
+    if local is not None:
+        out = []
+        for dirpath, _, names in os.walk(local):
+            for n in names:
+                rel = os.path.relpath(os.path.join(dirpath, n), local)
+                out.append(rel.replace(os.sep, "/"))
+        return sorted(out)
+    fs, p = _remote(root)
+    base = p.rstrip("/") + "/"
+    return sorted(f[len(base):] for f in fs.find(base, withdirs=False)
+                  if f.startswith(base) and not f.endswith("/") and len(f) > len(base))
+
+
+def download_tree(root: str, target: str, skip: tuple[str, ...] = ()) -> int:
+    """Copies every file under the remote folder `root` into the local folder `target`,
+    except those under the top-level entries `skip`; returns the number of files.
+
+    Names that would leave `target` (absolute, `..`) are not copied."""
+    fs, p = _remote(root)
+    base = p.rstrip("/")
+    remote, local = [], []
+    for rel in walk_files(root):
+        parts = rel.split("/")
+        if parts[0] in skip or any(c in ("", ".", "..") for c in parts):
+            continue
+        remote.append(f"{base}/{rel}")
+        local.append(os.path.join(target, *parts))
+        os.makedirs(os.path.dirname(local[-1]), exist_ok=True)
+    if remote:
+        fs.get(remote, local)
+    return len(remote)
