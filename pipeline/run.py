@@ -123,7 +123,8 @@ def prepare(argv: Sequence[str] | None = None):
         raise config_mod.ConfigError(
             f"--chunk_samples: chunked runs are for local runners, not {runner_name} (it keeps "
             "nothing in the launcher's memory); use --chunk_samples 0 or auto")
-    storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
+    if not (is_dry_run(options) and storage.scheme(cfg.output)):  # a dry run reads no bucket
+        storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
     fp = fingerprint(cfg, info, tuple(formats), release_sha256)
     if flags.get("only_failed") and flags.get("since"):
         raise config_mod.ConfigError("--only_failed and --since: choose one (--since also "
