@@ -53,7 +53,7 @@ _LABELS = {
     "max_failure_ratio": "Failure budget (share of samples)",
     "only_failed": "Only the failed samples (not in templates)",
     "since": "Incremental update of an export (not in templates)",
-    "validate": "Validate (local outputs only)",
+    "validate": "Validate (command line only)",
     "allow_local_files": "Allow local files",
 }
 
@@ -86,8 +86,9 @@ _HELP = {
     "since": "Not available in a template launch: an incremental export runs several "
              "pipelines from one process. Use the command line (python -m pipeline --since "
              "OUT --output OUT ... --runner DataflowRunner). Leave it empty.",
-    "validate": "Not available on Dataflow: only local output folders can be validated (copy "
-                "the export and run python -m pipeline.validate). Must be false.",
+    "validate": "Not available in a template launch (nothing waits for the job): once it has "
+                "finished, run python -m pipeline.validate gs://BUCKET/OUT, which copies the "
+                "export to a temporary local folder and checks it. Must be false.",
     "allow_local_files": "Also read assets from file:// URLs and absolute local paths. A "
                          "remote release never reads local files otherwise; on Dataflow "
                          "there are none to read, so leave it false.",
