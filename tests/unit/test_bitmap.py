@@ -59,8 +59,9 @@ def test_truncated_png_is_a_bitmap_error():
         bitmap.decode_id_map(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("orientation,size", [(1, (40, 30)), (3, (40, 30)), (6, (30, 40)),
-                                              (8, (30, 40)), (5, (30, 40)), (2, (40, 30))])
+@pytest.mark.parametrize("orientation,size", [(1, (40, 30)), (2, (40, 30)), (3, (40, 30)),
+                                              (4, (40, 30)), (5, (30, 40)), (6, (30, 40)),
+                                              (7, (30, 40)), (8, (30, 40))])
 def test_image_size_applies_exif_orientation(orientation, size):
     img = Image.fromarray(np.zeros((30, 40, 3), np.uint8))
     exif = Image.Exif()
