@@ -155,43 +155,40 @@ def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         "exporter": version})
 
 
-def _check_resumable(cfg, fp: ledger.Fingerprint) -> int:
-    """The generation of the previous export's ledger, or a ConfigError saying why the
-    previous export cannot be completed with --only_failed."""
+def _previous_export(cfg, fp: ledger.Fingerprint, flag: str, what: str,
+                     same_release: bool) -> int:
+    """The generation of the ledger of the previous export in --output, or a ConfigError
+    naming `flag` and saying why that export cannot be `what` (completed, updated)."""
     state = ledger.read_state(cfg.output)
     if state is None:
         raise config_mod.ConfigError(
-            f"--only_failed: {storage.redact(cfg.output)} holds no finished export to complete "
-            "(no ledger); run the full export without --only_failed")
+            f"{flag}: {storage.redact(cfg.output)} holds no finished export to {what} (no "
+            f"ledger); run a full export without {flag} first")
     generation, previous = state
+    if not same_release:  # a new release is what --since is for
+        fp = dataclasses.replace(fp, release_sha256=previous.release_sha256)
     changed = fp.differences(previous)
     if changed:
         raise config_mod.ConfigError(
-            "--only_failed: the previous export was made differently: " + "; ".join(changed)
-            + "; run the full export without --only_failed")
+            f"{flag}: the previous export was made differently: " + "; ".join(changed)
+            + f"; run a full export without {flag}")
     return generation
 
 
+def _check_resumable(cfg, fp: ledger.Fingerprint) -> int:
+    """--only_failed: the previous export's generation (same release, same options)."""
+    return _previous_export(cfg, fp, "--only_failed", "complete", same_release=True)
+
+
 def _check_since(cfg, previous_out: str, fp: ledger.Fingerprint) -> int:
-    """The generation of the previous export's ledger, or a ConfigError saying why the
-    export in --output cannot be updated incrementally."""
+    """--since: the previous export's generation (same options, any release); it must be in
+    the --output folder, which is updated in place."""
     if previous_out.rstrip("/") != cfg.output.rstrip("/"):
         raise config_mod.ConfigError(
             f"--since: {storage.redact(previous_out)} is not the --output folder "
             f"({storage.redact(cfg.output)}); an incremental export updates the previous "
             "export in place: give the same folder to both")
-    state = ledger.read_state(cfg.output)
-    if state is None:
-        raise config_mod.ConfigError(
-            f"--since: {storage.redact(cfg.output)} holds no finished export to update (no "
-            "ledger); run a full export without --since first")
-    generation, previous = state
-    changed = dataclasses.replace(fp, release_sha256=previous.release_sha256).differences(previous)
-    if changed:
-        raise config_mod.ConfigError(
-            "--since: the previous export was made differently: " + "; ".join(changed)
-            + "; run a full export without --since")
-    return generation
+    return _previous_export(cfg, fp, "--since", "update", same_release=False)
 
 
 def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...], local: bool = True) -> dict:
