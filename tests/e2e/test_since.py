@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +23,7 @@ from tests.conftest import tree
 from tests.faultserver import FaultServer
 from transforms.formats import chunking, ledger
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 STATE = ".export-state"
 NAMES = {0: "a.jpg", 6: "a.jpg", 9: "A.png", 2: "dir/x.jpg"}
@@ -154,12 +158,31 @@ def test_since_refuses_what_it_cannot_update(releases, tmp_path):
                 "--only_failed")
 
 
-def test_since_crashed_after_switching_ledgers_and_run_again_equals_a_full_export(
+def test_since_interrupted_anywhere_and_run_again_equals_a_full_export(
         releases, tmp_path, monkeypatch):
-    _, v1, v2, _ = releases
+    server, v1, v2, _ = releases
     out, clean = tmp_path / "out", tmp_path / "clean"
     _export(v1, out, *IN_MEMORY)
 
+    # 1. Killed while exporting the changed samples (its whole process group, at the
+    #    second changed label it asks for).
+    hold = server.hold("/b/labels/", nth=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--release", v2, "--output", str(out),
+         "--coco_shard_size", "3", "--manifest_rows_per_shard", "5", "--since", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert hold.reached.wait(120), "the update never asked for a second changed label"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+    finally:
+        hold.release()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert ledger.read_state(str(out))[0] == 0  # the previous export is still the current one
+
+    # 2. Crashed after the new ledger became current, before any global file was rebuilt.
     def crash(self, task):
         raise RuntimeError("killed while rebuilding")
 
@@ -168,6 +191,9 @@ def test_since_crashed_after_switching_ledgers_and_run_again_equals_a_full_expor
         with pytest.raises(Exception, match="killed while rebuilding"):
             _export(v2, out, *IN_MEMORY, "--since", str(out))
     assert ledger.read_state(str(out))[0] == 1
+
+    # 3. Run again: the export a full run of v2 gives, nothing temporary left.
     _export(v2, out, *IN_MEMORY, "--since", str(out))
     _export(v2, clean, *IN_MEMORY)
     assert _outputs(out) == _outputs(clean)
+    assert not (out / ".tmp-export").exists()
