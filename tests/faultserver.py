@@ -46,8 +46,10 @@ import http.server
 import mimetypes
 import os
 import re
+import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -88,6 +90,21 @@ class Hold:
 
     def release(self) -> None:
         self._released.set()
+
+    def kill_when_reached(self, proc: subprocess.Popen, what: str) -> int:
+        """Kills `proc`'s process group (a CLI started with `start_new_session=True` and the
+        workers it started) once the held request arrives, then lets the request go; returns
+        the exit status. Fails when the request never comes (`what` names it)."""
+        try:
+            assert self.reached.wait(120), f"the run never asked for {what}"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+        finally:
+            self.release()
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        return proc.returncode
 
 
 def roll(seed: int, path: str, attempt: int) -> tuple[float, int]:

@@ -337,16 +337,7 @@ def test_a_run_killed_mid_export_and_started_again_gives_the_same_export(site, r
     out = tmp_path / "out"
     # Its own process group: the CLI and the worker processes it starts die together.
     proc = site.cli(out, *mode, start_new_session=True)
-    try:
-        assert hold.reached.wait(120), f"the export never asked for bitmap number {nth}"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        hold.release()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    assert hold.kill_when_reached(proc, f"bitmap number {nth}") == -signal.SIGKILL
     assert not (out / "report.json").exists()  # killed half-way
     done = [p for p in tree(str(out)) if p.startswith("semantic/")]
     assert (8 if "--chunk_samples" in mode else 1) <= len(done) < GOOD

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -175,15 +174,7 @@ def test_only_failed_interrupted_anywhere_and_run_again_completes_the_export(
         [sys.executable, "-m", "pipeline", "--release", path, "--output", str(out),
          "--coco_shard_size", "3", "--manifest_rows_per_shard", "5", "--only_failed"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        assert hold.reached.wait(120), "the re-export never asked for a second late bitmap"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        hold.release()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    hold.kill_when_reached(proc, "a second late bitmap")
     assert ledger.read_state(str(out))[0] == 0  # the ledger did not move
     assert {k: v for k, v in _outputs(out).items() if k in stale} == stale  # globals untouched
 

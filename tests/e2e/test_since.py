@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -171,15 +170,7 @@ def test_since_interrupted_anywhere_and_run_again_equals_a_full_export(
         [sys.executable, "-m", "pipeline", "--release", v2, "--output", str(out),
          "--coco_shard_size", "3", "--manifest_rows_per_shard", "5", "--since", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        assert hold.reached.wait(120), "the update never asked for a second changed label"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-    finally:
-        hold.release()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+    hold.kill_when_reached(proc, "a second changed label")
     assert ledger.read_state(str(out))[0] == 0  # the previous export is still the current one
 
     # 2. Crashed after the new ledger became current, before any global file was rebuilt.
