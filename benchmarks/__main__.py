@@ -68,10 +68,11 @@ def _export(release_url: str, out: str, formats: str | None, extra: list[str]) -
 
 def _cpu_breakdown(root: str, samples: int) -> dict[str, float]:
     """CPU ms per sample: fetch+decode, then each format on its own (in-process, 1 core)."""
-    from transforms.formats import bitmap, release
+    from transforms import release
+    from transforms.formats import bitmap
     from transforms.formats.sample_export import ExportSettings, export_sample
-    from transforms.formats.taxonomy import Taxonomy
-    from transforms.formats.types import Sample
+    from transforms.model.taxonomy import Taxonomy
+    from transforms.model.types import Sample
 
     with open(os.path.join(root, "release.json"), "rb") as f:
         info = release.release_info(release.scan_header(f), release.Selection())

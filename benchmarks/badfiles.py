@@ -103,7 +103,8 @@ def _write_deep(path: str, depth: int) -> None:
 
 _READ_SCRIPT = """
 import json, sys, time
-from transforms.formats import errors, release, storage
+from transforms import release, storage
+from transforms.model import errors
 t0 = time.monotonic()
 try:
     with storage.open_release(sys.argv[1]) as f:

@@ -65,7 +65,7 @@ def _reader_release(workdir: str, samples: int, compress: bool) -> str:
 
 _READ_SCRIPT = """
 import sys
-from transforms.formats import release, storage
+from transforms import release, storage
 with storage.open_release(sys.argv[1]) as f:
     info = release.release_info(release.scan_header(f), release.Selection())
 n = 0

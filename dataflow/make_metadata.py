@@ -24,7 +24,7 @@ METADATA = os.path.join(HERE, "metadata.json")
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 from pipeline.options import ExportOptions
-from transforms.formats.types import FORMATS
+from transforms.model.types import FORMATS
 
 NAME = "Segments.ai release export"
 DESCRIPTION = (

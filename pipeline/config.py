@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 
 from pipeline import EXAMPLE_RELEASE
-from transforms.formats import chunking, release
-from transforms.formats.types import FORMATS
+from transforms import release
+from transforms.model.types import FORMATS
+from transforms.state import chunking
 
 
 class ConfigError(ValueError):

@@ -15,16 +15,20 @@ from transforms import (
     WriteCocoDocument,
     WriteFailures,
     WriteManifest,
+    storage,
 )
 from transforms.coco import WriteCocoFragments
 from transforms.export import ExportJob
-from transforms.formats import chunking, coco, ledger, paths, storage, yolo
-from transforms.formats.release import ReleaseInfo
+from transforms.formats import coco, yolo
 from transforms.formats.sample_export import ExportSettings
-from transforms.formats.taxonomy import Taxonomy
-from transforms.formats.types import KEYPOINT_TASKS, SEQUENCE_TASKS, SHAPE_TASKS
+from transforms.model import paths
+from transforms.model.taxonomy import Taxonomy
+from transforms.model.types import KEYPOINT_TASKS, SEQUENCE_TASKS, SHAPE_TASKS
 from transforms.read import ReadChunk
+from transforms.release import ReleaseInfo
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
+from transforms.state import chunking, ledger
+from transforms.storage import pickles
 from transforms.write import WriteLedger, WriteManifestParts, WriteOnce
 
 
@@ -82,9 +86,9 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
         # reader's worker. (A GroupByKey on the index: beam.Reshuffle measured ~40% slower
         # end to end on the local runner.)
         named = (read.samples
-                 | "KeyByIndex" >> beam.Map(lambda s: (s.index, chunking.pack(s)))
+                 | "KeyByIndex" >> beam.Map(lambda s: (s.index, pickles.pack(s)))
                  | "Spread" >> beam.GroupByKey()
-                 | "Unpack" >> beam.FlatMap(lambda kv: map(chunking.unpack, kv[1])))
+                 | "Unpack" >> beam.FlatMap(lambda kv: map(pickles.unpack, kv[1])))
     exported = named | "ExportSamples" >> ExportSamples(job)
     # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON); rows: ManifestRow
     rows = (read.rows, exported.rows) | "AllRows" >> beam.Flatten()

@@ -6,7 +6,7 @@ import argparse
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.formats.types import FORMATS
+from transforms.model.types import FORMATS
 
 
 class _FlattenAppend(argparse.Action):

@@ -1,7 +1,18 @@
-"""Beam adapters around the pure `transforms.formats` package.
+"""The export's steps: thin Beam adapters (PTransforms, DoFns, CombineFns) over pure packages.
 
-The adapters are imported lazily so that `import transforms.formats...` never loads Apache
-Beam (pure format logic must be usable without it).
+Pure packages (never import Apache Beam; tests/unit/test_layering.py checks each one),
+from the bottom up; each imports only those before it:
+
+    model     the internal model and error classes every layer shares
+    storage   URLs, fetching (HTTP with retries, fsspec), atomic writes, listings
+    release   reading release files: layouts, checks, selection, sample parsing
+    formats   the export formats and the per-sample pass that computes them
+    summary   run report, manifest, preview, progress
+    state     the ledger, chunked runs, incremental exports
+
+Beam adapters (this folder's modules: `read`, `names`, `export`, `coco`, `write`,
+`report`) wrap them, one step each, and are imported lazily below, so that importing a
+pure package never loads Beam. `pipeline` wires the adapters into the job graph.
 """
 
 import importlib

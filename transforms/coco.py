@@ -5,7 +5,8 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pvalue import AsDict, AsList
 
-from transforms.formats import coco, storage
+from transforms import storage
+from transforms.formats import coco
 
 
 def _shard_key(part, shard_size: int):

@@ -12,20 +12,14 @@ import numpy as np
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import (
-    bitmap,
-    errors,
-    incremental,
-    ledger,
-    paths,
-    preview,
-    sequence,
-    storage,
-    vector,
-)
+from transforms import storage
+from transforms.formats import bitmap, sequence, vector
 from transforms.formats.sample_export import ExportSettings, export_sample
-from transforms.formats.types import EXPORTED, FAILED, ManifestRow, Sample
-from transforms.progress import Ticker
+from transforms.model import errors, paths
+from transforms.model.types import EXPORTED, FAILED, ManifestRow, Sample
+from transforms.state import incremental, ledger
+from transforms.summary import preview
+from transforms.summary.progress import Ticker
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
@@ -42,7 +36,7 @@ class ExportJob:
     http_timeout: float = 30.0
     http_attempts: int = 5
     allow_local_files: bool = False
-    progress_dir: str | None = None  # local runs: where workers tick (transforms.progress)
+    progress_dir: str | None = None  # local runs: where workers tick (transforms.summary.progress)
 
 
 # Errors caused by this sample's own name or files, not by the machine.
@@ -97,7 +91,7 @@ def _sequence_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
         except errors.SampleError as e:
             raise type(e)(f"frame {j + 1}: {e.reason}") from e
         if j == 0 and previewed:
-            first, thumb_map = data, vector.rasterize(frame, *size)
+            first, thumb_map = data, preview.rasterize(frame, *size)
         if job.copy_images:
             rel = paths.image_path(frame.stem, ext)
             out.files.insert(0, (rel, data))
@@ -147,7 +141,7 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
             out, image_bytes, ext, size = _vector_sample(sample, job, fetcher)
             thumb = None
             if sample.index < preview.PREVIEW_SAMPLES:
-                thumb = _thumbnail(sample, vector.rasterize(sample, *size),
+                thumb = _thumbnail(sample, preview.rasterize(sample, *size),
                                    {k: a.category_id for k, a in enumerate(sample.annotations, 1)},
                                    job, image_bytes)
         except errors.SampleError as e:

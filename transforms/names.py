@@ -6,20 +6,21 @@ import dataclasses
 
 import apache_beam as beam
 
-from transforms.formats import chunking, paths
-from transforms.formats.types import Sample
+from transforms.model import paths
+from transforms.model.types import Sample
+from transforms.storage import pickles
 
 
 def _key(sample: Sample):
     stem = paths.sample_stem(sample.name)
-    return paths.collision_key(stem), (sample.index, stem, chunking.pack(sample))
+    return paths.collision_key(stem), (sample.index, stem, pickles.pack(sample))
 
 
 def _assign(group) -> list[Sample]:
     _, members = group
     members = list(members)
     stems = paths.unique_stems((index, stem) for index, stem, _ in members)
-    return [dataclasses.replace(chunking.unpack(s), stem=stems[index])
+    return [dataclasses.replace(pickles.unpack(s), stem=stems[index])
             for index, _, s in members]
 
 

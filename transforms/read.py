@@ -9,9 +9,10 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from transforms.formats import chunking, release, storage
-from transforms.formats.types import FAILED, ManifestRow
-from transforms.progress import Ticker
+from transforms import release, storage
+from transforms.model.types import FAILED, ManifestRow
+from transforms.state import chunking
+from transforms.summary.progress import Ticker
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"

@@ -7,9 +7,11 @@ import pickle
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import paths, preview, report, storage
-from transforms.formats.report import ReportAccumulator
-from transforms.formats.taxonomy import Taxonomy
+from transforms import storage
+from transforms.model import paths
+from transforms.model.taxonomy import Taxonomy
+from transforms.summary import preview, report
+from transforms.summary.report import ReportAccumulator
 
 REPORT = paths.REPORT
 PREVIEW = paths.PREVIEW

@@ -5,15 +5,19 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.pvalue import AsList
 
-from transforms.formats import chunking, ledger, manifest, paths, storage
+from transforms import storage
+from transforms.model import paths
+from transforms.state import chunking, ledger
+from transforms.storage import pickles
+from transforms.summary import manifest
 
 
 def _packed_by_shard(row, rows_per_shard: int):
-    return row.position // rows_per_shard, chunking.pack(row)
+    return row.position // rows_per_shard, pickles.pack(row)
 
 
 def _rows(packed) -> list:
-    return sorted((chunking.unpack(p) for p in packed if p is not None), key=lambda r: r.position)
+    return sorted((pickles.unpack(p) for p in packed if p is not None), key=lambda r: r.position)
 
 
 def _write_shard(element, output: str, shards: int) -> str:
@@ -49,7 +53,7 @@ class WriteManifest(beam.PTransform):
 def _write_part(element, parts: chunking.PartPaths) -> str:
     shard, packed = element
     path = parts.manifest_part(shard)
-    storage.write_bytes(path, chunking.pickles_bytes(_rows(packed)))
+    storage.write_bytes(path, pickles.pickles_bytes(_rows(packed)))
     return path
 
 

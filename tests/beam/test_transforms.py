@@ -10,12 +10,14 @@ from apache_beam import pvalue
 from apache_beam.testing.util import assert_that, equal_to
 
 from benchmarks import synth
-from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument
+from transforms import AssignStems, ExportSamples, ReadRelease, WriteCocoDocument, release
 from transforms.export import ExportJob, _ExportSampleFn
-from transforms.formats import chunking, coco, incremental, release
+from transforms.formats import coco
 from transforms.formats.sample_export import ExportSettings
-from transforms.formats.taxonomy import Taxonomy
-from transforms.formats.types import Sample
+from transforms.model.taxonomy import Taxonomy
+from transforms.model.types import Sample
+from transforms.state import incremental
+from transforms.storage import pickles
 
 
 def _info(path, selection=release.Selection()):
@@ -83,7 +85,7 @@ def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     fn = _ExportSampleFn(_job(tmp_path, str(tmp_path / "release.json")))
     fn.setup()
-    from transforms.formats.types import Annotation
+    from transforms.model.types import Annotation
     good = Sample(0, 0, "u0", "good.jpg", None, "LABELED", (Annotation(1, 1),), "good.png", stem="good")
     bad = Sample(1, 1, "u1", "bad.jpg", None, "LABELED", (Annotation(1, 1),), "bad.png", stem="bad")
     out_good = list(fn.process(good))
@@ -99,11 +101,11 @@ def test_export_dofn_writes_files_and_reports_failures_directly(tmp_path):
     position, status, packed, key = tagged["ledger"]
     assert (position, status) == (0, "exported")
     assert key == incremental.sample_key(good)  # what --since matches the next release with
-    assert _same_entry(chunking.unpack(packed), (row, part, tagged["preview"]))
+    assert _same_entry(pickles.unpack(packed), (row, part, tagged["preview"]))
     bad_tagged = {o.tag: o.value for o in out_bad}
     assert set(bad_tagged) == {"rows", "ledger"}  # no COCO part, no thumbnail
     assert bad_tagged["rows"].status == "failed" and bad_tagged["rows"].stage == "decode"
-    assert chunking.unpack(bad_tagged["ledger"][2]) == (bad_tagged["rows"], None, None)
+    assert pickles.unpack(bad_tagged["ledger"][2]) == (bad_tagged["rows"], None, None)
     assert bad_tagged["ledger"][3] is None  # a failed sample is never reused
 
 
@@ -116,7 +118,7 @@ def _same_entry(a, b) -> bool:
 def test_export_samples_main_and_failed_outputs(pipeline, tmp_path):
     id_map = np.ones((3, 3), np.uint32)
     (tmp_path / "good.png").write_bytes(synth.id_map_to_png(id_map))
-    from transforms.formats.types import Annotation
+    from transforms.model.types import Annotation
     good = Sample(0, 0, "u0", "good.jpg", None, "LABELED", (Annotation(1, 2),), "good.png", stem="good")
     missing = Sample(1, 1, "u1", "m.jpg", None, "LABELED", (Annotation(1, 2),), "missing.png", stem="m")
     with pipeline as p:

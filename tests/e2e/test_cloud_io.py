@@ -24,7 +24,7 @@ from benchmarks.verify import verify_export
 from pipeline.run import run
 from tests import cloudservers
 from tests.conftest import tree
-from transforms.formats import storage
+from transforms import storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]

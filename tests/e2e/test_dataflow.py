@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipeline import EXAMPLE_RELEASE, config
+from pipeline import prepare as prepare_mod
 from pipeline import run as run_mod
 from pipeline.options import ExportOptions
 
@@ -127,7 +128,7 @@ def test_dry_run_builds_the_dataflow_job_offline(no_network):
                                           if n.endswith("/PKG-INFO") and n.count("/") == 1))
         version = re.search(r"^Version: (.+)$", pkg_info.read().decode(), re.MULTILINE).group(1)
     assert {"setup.py", "pipeline/run.py", "pipeline/worker.py", "transforms/export.py",
-            "transforms/formats/release.py", "pipeline/example/release.json",
+            "transforms/release/decisions.py", "pipeline/example/release.json",
             "pipeline/example/labels/coins_01.png"} <= names
     assert version == importlib_metadata.version("segments-beam-export")
     assert no_network.read_text() == ""  # nothing submitted, staged, read or written remotely
@@ -164,7 +165,7 @@ def test_template_launch_hands_the_job_over_and_writes_nothing(tmp_path, no_netw
                      .values()}
     assert json.loads((tmp_path / "job.json").read_text())["type"] == "JOB_TYPE_BATCH"
     assert not out.exists()  # no "started" marker, no ledger state claiming a finished export
-    monkeypatch.setattr(run_mod, "_check_resumable", lambda cfg, fp: 0)  # as if one existed
+    monkeypatch.setattr(prepare_mod, "check_resumable", lambda cfg, fp: 0)  # as if one existed
     with pytest.raises(config.ConfigError, match="not available in a template launch"):
         run_mod.run([*argv, "--only_failed"])
     assert len(handed) == 1

@@ -25,7 +25,8 @@ from benchmarks import synth
 from pipeline.run import run
 from tests.conftest import tree
 from tests.faultserver import QUICK, TRANSIENT, FaultServer
-from transforms.formats import errors, paths, storage
+from transforms import storage
+from transforms.model import errors, paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]

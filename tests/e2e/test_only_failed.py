@@ -22,7 +22,7 @@ from pipeline import config as config_mod
 from pipeline.run import run
 from tests.conftest import tree
 from tests.faultserver import FaultServer
-from transforms.formats import ledger
+from transforms.state import ledger
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

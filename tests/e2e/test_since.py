@@ -20,7 +20,8 @@ from pipeline import config as config_mod
 from pipeline.run import run
 from tests.conftest import tree
 from tests.faultserver import FaultServer
-from transforms.formats import chunking, ledger
+from transforms.state import ledger
+from transforms.storage import pickles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
@@ -88,8 +89,8 @@ def _outputs(folder) -> dict[str, bytes]:
             if parts[-1] == "state.json":
                 continue
             rel = os.path.join(STATE, parts[-1])  # gen-00000N/ledger-... -> ledger-...
-            data = repr([(e[0], e[1], chunking.unpack(e[2]), e[3])
-                         for e in chunking.read_pickles(os.path.join(str(folder), *parts))])
+            data = repr([(e[0], e[1], pickles.unpack(e[2]), e[3])
+                         for e in pickles.read_pickles(os.path.join(str(folder), *parts))])
         out[rel] = data
     return out
 

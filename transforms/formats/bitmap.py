@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from transforms.formats import errors
+from transforms.model import errors
 
 try:
     import pyspng as _spng

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import IO
 
 from transforms.formats.sample_export import dumps
-from transforms.formats.taxonomy import Taxonomy
-from transforms.formats.types import Category
+from transforms.model.taxonomy import Taxonomy
+from transforms.model.types import Category
 
 DEFAULT_SHARD_SIZE = 1000
 _BUFFER = 1 << 20

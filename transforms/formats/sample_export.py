@@ -38,12 +38,13 @@ import json
 
 import numpy as np
 
-from transforms.formats import contours, errors, paths
+from transforms.formats import contours
 from transforms.formats.bitmap import id_to_rgb
 from transforms.formats.instances import InstanceTable, compact_labels, instance_table
 from transforms.formats.png import RowChanges, encode_lut_png
-from transforms.formats.taxonomy import COLORMAP, Taxonomy, rgb_id
-from transforms.formats.types import Sample
+from transforms.model import errors, paths
+from transforms.model.taxonomy import COLORMAP, Taxonomy, rgb_id
+from transforms.model.types import Sample
 
 _MAX_LISTED = 10  # ids listed in one warning
 

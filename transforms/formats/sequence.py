@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 from transforms.formats.sample_export import SampleOutput
-from transforms.formats.types import Sample
+from transforms.model.types import Sample
 
 
 def frame_stem(stem: str, j: int) -> str:

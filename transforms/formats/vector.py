@@ -36,9 +36,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transforms.formats import paths, preview
 from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps
-from transforms.formats.types import Annotation, Sample
+from transforms.model import paths
+from transforms.model.types import Annotation, Sample
 
 Point = tuple[float, float]
 SHAPES = ("bbox", "polygon")
@@ -101,7 +101,7 @@ def polygon_area(poly: Sequence[Point]) -> float:
                    for i in range(n))) / 2.0
 
 
-def _shape(ann: Annotation, width: int, height: int):
+def clipped_shape(ann: Annotation, width: int, height: int):
     """(box (x0, y0, x1, y1), area, polygon or None) inside the image, or a reason to drop."""
     if ann.type == "bbox":
         if len(ann.points) != 2:
@@ -164,7 +164,7 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
             points_not_in_yolo += 1
             continue
         else:
-            shape = _shape(ann, width, height)
+            shape = clipped_shape(ann, width, height)
             reason = shape if isinstance(shape, str) else None
         if reason is not None:
             dropped[reason] = dropped.get(reason, 0) + 1
@@ -219,41 +219,3 @@ def yolo_seg_line(cls: int, box: tuple[float, float, float, float], poly: list[P
     coords = " ".join(f"{min(1.0, max(0.0, x / width)):.6f} {min(1.0, max(0.0, y / height)):.6f}"
                       for x, y in poly)
     return f"{cls} {coords}\n"
-
-
-def rasterize(sample: Sample, width: int, height: int,
-              max_pixels: int = preview.MAX_DECODE_PIXELS):
-    """An id map of the sample's boxes and polygons (1-based annotation order; the preview).
-
-    An image of more than `max_pixels` pixels is drawn at twice the thumbnail's size instead
-    (a few KB of image header can declare 170 M pixels: 1.4 GB at full size).
-    """
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    scale = 1.0
-    if width * height > max_pixels:
-        scale = min(2 * preview.THUMB[0] / width, 2 * preview.THUMB[1] / height)
-    canvas = Image.new("I", (max(1, round(width * scale)), max(1, round(height * scale))), 0)
-    draw = ImageDraw.Draw(canvas)
-    for k, ann in enumerate(sample.annotations, 1):
-        if ann.type == "point":  # a dot of 1/100 of the image
-            point = keypoint(ann, width, height)
-            if not isinstance(point, str):
-                r = max(1.0, min(width, height) * scale / 100)
-                x, y = point[0] * scale, point[1] * scale
-                draw.ellipse((x - r, y - r, x + r, y + r), fill=k)
-            continue
-        shape = _shape(ann, width, height)
-        if isinstance(shape, str):
-            continue
-        (x0, y0, x1, y1), _, poly = shape
-        if scale < 1.0:
-            x0, y0, x1, y1 = x0 * scale, y0 * scale, x1 * scale, y1 * scale
-            if poly is not None:
-                poly = [(x * scale, y * scale) for x, y in poly]
-        if poly is None:
-            draw.rectangle((x0, y0, x1, y1), fill=k)
-        else:
-            draw.polygon(poly, fill=k)
-    return np.asarray(canvas, dtype=np.uint32)

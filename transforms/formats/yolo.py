@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from transforms.formats.taxonomy import Taxonomy
+from transforms.model.taxonomy import Taxonomy
 
 
 def data_yaml(taxonomy: Taxonomy) -> bytes:
