@@ -19,6 +19,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from pipeline.cli import program
 from pipeline.options import ExportOptions
 from pipeline.run import main
 
@@ -51,6 +52,6 @@ if __name__ == "__main__":
     try:
         args = flex_args(sys.argv[1:])
     except ValueError as e:  # as the command line: one line, exit code 2, nothing done
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{program()}: error: {e}", file=sys.stderr)
         sys.exit(2)
     main(args)

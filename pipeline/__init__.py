@@ -2,6 +2,24 @@
 
 import logging
 import os
+import sys
+
+# `python -m pipeline` puts the current folder first on sys.path, and ML projects often hold
+# a `transforms.py` or `transforms/` of their own, which would then be imported instead of
+# ours (here and in every worker). Outside a clone of this project the current folder is
+# taken off the path before anything of ours is imported. (A `pipeline.py` in the current
+# folder is found before this package: use `segments-export`, which never looks there.)
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _drop_cwd() -> None:
+    cwd = os.getcwd()
+    if os.path.abspath(cwd) == _ROOT:
+        return
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != cwd]
+
+
+_drop_cwd()
 
 EXAMPLE_RELEASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example", "release.json")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from typing import Any
 
@@ -63,7 +64,8 @@ def _formats(value: Any, where: str) -> tuple[str, ...]:
         if not name:
             continue
         if name not in FORMATS:
-            raise ConfigError(f"{where}: unknown format {item!r} (choose from {', '.join(FORMATS)})")
+            raise ConfigError(f"{where}: unknown format {item!r}{_did_you_mean(name, FORMATS)} "
+                              f"(formats: {', '.join(FORMATS)})")
         if name not in out:
             out.append(name)
     if not out:
@@ -71,19 +73,39 @@ def _formats(value: Any, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _did_you_mean(value: str, choices) -> str:
+    match = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
 def _statuses(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"{where}: expected a comma-separated string or a list")
-    return tuple(str(s).strip().upper() for s in items if str(s).strip())
+    out = []
+    for item in items:
+        status = str(item).strip().upper().replace("-", "_")
+        if not status:
+            continue
+        if status not in release.LABEL_STATUSES:
+            raise ConfigError(
+                f"{where}: unknown label status {str(item).strip()!r}"
+                f"{_did_you_mean(status, release.LABEL_STATUSES)} "
+                f"(statuses: {', '.join(release.LABEL_STATUSES)})")
+        if status not in out:
+            out.append(status)
+    if not out:
+        raise ConfigError(f"{where}: no label status given")
+    return tuple(out)
 
 
-def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _normalise(raw: dict[str, Any], name) -> dict[str, Any]:
+    """`name(key)`: how a message names the setting (`--formats`, `FILE: formats`)."""
     out = dict(raw)
     if "formats" in out and out["formats"] is not None:
-        out["formats"] = _formats(out["formats"], f"{where} formats")
+        out["formats"] = _formats(out["formats"], name("formats"))
     if "filter_by" in out and out["filter_by"] is not None:
-        out["filter_by"] = _statuses(out["filter_by"], f"{where} filter_by")
+        out["filter_by"] = _statuses(out["filter_by"], name("filter_by"))
     if isinstance(out.get("chunk_samples"), str) and out["chunk_samples"].strip().isdigit():
         out["chunk_samples"] = int(out["chunk_samples"])
     if "filter_by_metadata" in out:
@@ -93,7 +115,7 @@ def _normalise(raw: dict[str, Any], where: str) -> dict[str, Any]:
         elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             value = release.parse_metadata_filters(list(value))
         else:
-            raise ConfigError(f"{where} filter_by_metadata: expected a mapping or KEY=VALUE list")
+            raise ConfigError(f"{name('filter_by_metadata')}: expected a mapping or KEY=VALUE list")
         out["filter_by_metadata"] = tuple(value)
     return out
 
@@ -112,7 +134,7 @@ def load_yaml(path: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(
             f"--config: unknown setting {unknown[0]!r} in {path} (known: {', '.join(sorted(_FIELDS))})")
-    return _normalise(data, path)
+    return _normalise(data, lambda key: f"{path}: {key}")
 
 
 def load(flags: dict[str, Any]) -> ExportConfig:
@@ -121,7 +143,7 @@ def load(flags: dict[str, Any]) -> ExportConfig:
     if flags.get("config"):
         values.update(load_yaml(flags["config"]))
     cli = {k: v for k, v in flags.items() if k in _FIELDS and v is not None}
-    values.update(_normalise(cli, "--"))
+    values.update(_normalise(cli, lambda key: f"--{key}"))
     cfg = ExportConfig(**values)
     _validate(cfg)
     if not cfg.output.startswith(("gs://", "s3://")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.model.types import FORMATS
@@ -18,6 +19,20 @@ class _FlattenAppend(argparse.Action):
         setattr(namespace, self.dest, current)
 
 
+class _CommaJoin(argparse.Action):
+    """`--formats a --formats b` is `--formats a,b` (comma-separated lists combine)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{current},{values}" if current else values)
+
+
+# Actions that collect repeated flags instead of replacing the earlier value (pipeline.cli).
+COLLECTING_ACTIONS = (argparse._AppendAction, argparse._AppendConstAction,  # noqa: SLF001
+                      argparse._ExtendAction, argparse._CountAction,  # noqa: SLF001
+                      _FlattenAppend, _CommaJoin, beam_options._DictUnionAction)  # noqa: SLF001
+
+
 class ExportOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -29,14 +44,14 @@ class ExportOptions(PipelineOptions):
                        help="Output folder, local or gs:// / s3://. Default: ./out")
         g.add_argument("--config", default=None,
                        help="YAML file with any of these settings; flags override it.")
-        g.add_argument("--formats", default=None,
+        g.add_argument("--formats", default=None, action=_CommaJoin,
                        help="Comma-separated formats: " + ",".join(FORMATS)
                             + ". Default: every format the task type supports except yolo-seg "
                               "(polygon tracing: ask for it).")
         g.add_argument("--labelset", default=None,
                        help="Labelset to export. Default: ground-truth (first task for "
                             "legacy releases).")
-        g.add_argument("--filter_by", default=None,
+        g.add_argument("--filter_by", default=None, action=_CommaJoin,
                        help="Comma-separated label statuses to keep, e.g. LABELED,REVIEWED; "
                             "UNLABELED selects samples without a label. Default: all.")
         g.add_argument("--filter_by_metadata", nargs="+", action=_FlattenAppend, default=None,

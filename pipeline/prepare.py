@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline import cli
 from pipeline import config as config_mod
 from pipeline.options import ExportOptions
 from pipeline.runners import LOCAL_RUNNERS, is_dry_run
@@ -36,6 +37,7 @@ def prepare(argv: Sequence[str] | None = None):
     Raises `errors.ReleaseError` / `config.ConfigError` (ValueError) with a one-line message.
     """
     argv = bare_dry_run(list(sys.argv[1:] if argv is None else argv))
+    cli.check(argv)  # an argument Beam would drop with a warning is an error here
     options = PipelineOptions(argv)
     flags = options.view_as(ExportOptions).get_all_options(retain_unknown_options=False)
     export_flags = {k: flags.get(k) for k in (
@@ -46,9 +48,10 @@ def prepare(argv: Sequence[str] | None = None):
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         hashing = ledger.HashingReader(stream)
-        header = release.scan_header(hashing)
+        header = release.scan_header(hashing, cfg.selection)
         release_sha256 = hashing.sha256()
     info = release.release_info(header, cfg.selection)
+    release.check_selection(info.census, info.sample_count, info.labelset, cfg.selection)
     formats = cfg.formats or tuple(f for f in info.formats if f not in OPT_IN_FORMATS)
     unsupported = [f for f in formats if f not in info.formats]
     if unsupported:
@@ -69,6 +72,7 @@ def prepare(argv: Sequence[str] | None = None):
             "nothing in the launcher's memory); use --chunk_samples 0 or auto")
     if not (is_dry_run(options) and storage.scheme(cfg.output)):  # a dry run reads no bucket
         storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
+        storage.check_writable(cfg.output)
     fp = fingerprint(cfg, info, tuple(formats), release_sha256)
     if flags.get("only_failed") and flags.get("since"):
         raise config_mod.ConfigError("--only_failed and --since: choose one (--since also "

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
 
+from pipeline import cli
 from pipeline import config as config_mod
 from pipeline.modes import run_full, run_only_failed, run_since
 from pipeline.options import ExportOptions
@@ -158,7 +159,7 @@ def _print_help() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog=cli.program(),
         description="Export a Segments.ai release to COCO instance, COCO panoptic, YOLO and "
                     "PNG label formats with Apache Beam.",
         epilog=_HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -172,16 +173,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         _print_help()
         return
     _configure_logging()
+    prog = cli.program()
     try:
         counts = run(argv)
-    except ValueError as e:  # ReleaseError, ConfigError: bad input, nothing was written
-        if isinstance(e, (errors.ReleaseError, config_mod.ConfigError)):
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        raise
+    except (errors.ReleaseError, config_mod.ConfigError, cli.UsageError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)  # bad input: nothing was written
+        sys.exit(2)
     if counts.get("budget_exceeded"):
-        print(f"error: failure budget exceeded: {counts['budget_exceeded']} (every other sample "
-              f"was exported; see {paths.FAILURES})", file=sys.stderr)
+        print(f"{prog}: error: failure budget exceeded: {counts['budget_exceeded']} (every "
+              f"other sample was exported; see {paths.FAILURES})", file=sys.stderr)
         sys.exit(3)
     if counts.get("validation_problems"):
         sys.exit(1)

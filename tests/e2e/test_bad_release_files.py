@@ -34,7 +34,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def _assert_refused(result: subprocess.CompletedProcess, out, message: str) -> None:
     assert result.returncode == 2, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last, result.stderr[-2000:]
+    assert last.startswith("python -m pipeline: error: ") and message in last, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not out.exists()
 

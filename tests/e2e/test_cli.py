@@ -45,7 +45,7 @@ def test_broken_release_fails_before_any_output(tmp_path, content, message):
     result = _cli("--release", path, "--output", str(out), "--direct_running_mode=in_memory")
     assert result.returncode == 2
     assert message in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert result.stderr.strip().splitlines()[-1].startswith("python -m pipeline: error: ")
     assert "Traceback" not in result.stderr
     assert not out.exists()
 
@@ -178,8 +178,119 @@ def test_failure_budget(tmp_path, budget, code):
                   "--direct_running_mode=in_memory", *budget)
     assert result.returncode == code, result.stderr
     if code:
-        assert "error: failure budget exceeded: " in result.stderr
+        assert "python -m pipeline: error: failure budget exceeded: " in result.stderr
         assert "every other sample was exported" in result.stderr
     # Either way the outputs are complete for the two good samples.
     assert len(json.loads((out / "coco-instance.json").read_text())["images"]) == 2
     assert len((out / "failures.jsonl").read_text().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- a strict command line
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dryrun"], "--dryrun: unknown flag (did you mean --dry_run?)"),
+    (["--format", "coco-instance"], "--format: unknown flag (did you mean --formats?)"),
+    (["--ouput", "DIR"], "--ouput: unknown flag (did you mean --output?)"),
+    (["--filter-by", "labeled"], "--filter-by: unknown flag (did you mean --filter_by?)"),
+    (["my_release.json"], "'my_release.json': unexpected argument; every setting is a --flag "
+                          "(the release is given with --release my_release.json)"),
+    (["--filter_by", "REVIEWD"], "--filter_by: unknown label status 'REVIEWD'; did you mean "
+                                 "REVIEWED?"),
+    (["--formats", "coco-instanse"], "--formats: unknown format 'coco-instanse'; did you mean "
+                                     "coco-instance?"),
+    (["--images", "nothing"], "--images: invalid choice: 'nothing' (choose from 'copy', 'none')"),
+    (["--runner"], "--runner: expected one argument"),
+    (["--labelset", "a", "--labelset", "b"], "--labelset: given more than once; give it once"),
+])
+def test_what_the_tool_does_not_understand_is_an_error_before_any_work(tmp_path, args, message):
+    """Typos, positional arguments and invalid values: exit 2 naming them, one line, nothing
+    done; before, Beam dropped unknown flags with a warning and the export ran anyway."""
+    out = tmp_path / "out"
+    result = _cli("--output", str(out), *args)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()  # one line, nothing else (no warning, no traceback)
+    assert line.startswith(f"python -m pipeline: error: {message}"), line
+    assert not out.exists()
+
+
+def test_a_mistyped_dry_run_leaves_the_previous_export_alone(tmp_path):
+    out = tmp_path / "out"
+    first = _cli("--output", str(out), "--direct_running_mode=in_memory")
+    assert first.returncode == 0, first.stderr
+    before = {p: os.path.getmtime(os.path.join(d, p)) for d, _, names in os.walk(out)
+              for p in names}
+    result = _cli("--output", str(out), "--dryrun")
+    assert result.returncode == 2 and "--dryrun: unknown flag" in result.stderr
+    assert {p: os.path.getmtime(os.path.join(d, p)) for d, _, names in os.walk(out)
+            for p in names} == before
+
+
+def test_repeated_list_flags_combine(tmp_path):
+    result = _cli("--output", str(tmp_path / "o"), "--dry_run", "--formats", "semantic",
+                  "--formats", "yolo", "--filter_by", "labeled", "--filter_by", "reviewed")
+    assert result.returncode == 0, result.stderr
+    assert "would export 4 samples to semantic, yolo" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--filter_by", "rejected"],
+     "--filter_by REJECTED: selects none of the 6 samples (label statuses in labelset "
+     "'ground-truth': LABELED 2, REVIEWED 2, SKIPPED 1, UNLABELED 1)"),
+    (["--filter_by_metadata", "splt=val"],
+     "--filter_by_metadata splt='val': selects none of the 6 samples (metadata keys seen: "
+     "split, variant)"),
+])
+def test_a_filter_that_selects_nothing_is_refused(tmp_path, args, message):
+    out = tmp_path / "out"
+    for extra in ([], ["--dry_run"]):
+        result = _cli("--output", str(out), *args, *extra)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [f"python -m pipeline: error: {message}"]
+        assert not out.exists()
+
+
+def test_an_output_that_cannot_be_a_folder_is_one_line(tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    for out, message in ((a_file, f"--output: {a_file} is a file, not a folder"),
+                         (a_file / "sub", f"--output: cannot create {a_file / 'sub'}: {a_file} "
+                                          "is a file, not a folder")):
+        result = _cli("--output", str(out))
+        assert result.returncode == 2
+        assert result.stderr.splitlines() == [f"python -m pipeline: error: {message}"]
+    assert a_file.read_text() == "x"
+
+
+def test_the_installed_command_names_itself(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "segments-export")
+    result = subprocess.run([exe, "--ouput", "x"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "segments-export: error: --ouput: unknown flag (did you mean --output?)"]
+
+
+def test_runs_from_a_folder_holding_pipeline_and_transforms_modules(tmp_path):
+    """ML projects hold a transforms.py (and often a pipeline.py): neither may be imported
+    by the launcher or by any worker process."""
+    project = tmp_path / "ml-project"
+    project.mkdir()
+    for name in ("transforms.py", "pipeline.py"):
+        (project / name).write_text(f"raise SystemExit('the project {name} was imported')\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "segments-export")
+    result = subprocess.run([exe, "--output", "out", "--direct_num_workers", "2"], cwd=project,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "was imported" not in result.stderr
+    doc = json.loads((project / "out" / "coco-instance.json").read_text())
+    assert len(doc["images"]) == 4
+    # `python -m pipeline` finds a pipeline.py first (Python's rule); with only a
+    # transforms.py (and a transforms/ package) there, it works too.
+    (project / "pipeline.py").unlink()
+    (project / "transforms").mkdir()
+    (project / "transforms" / "__init__.py").write_text("raise SystemExit('transforms/')\n")
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--output", "out2",
+                             "--direct_num_workers", "2"], cwd=project, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((project / "out2" / "coco-instance.json").read_text()) == doc

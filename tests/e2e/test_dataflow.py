@@ -206,7 +206,7 @@ def test_flex_launcher_runs_the_export_entry_point(no_network):
     assert no_network.read_text() == ""
     bad = _cli([os.path.join(DATAFLOW, "launcher.py"), "--validate=yes"], cwd=DATAFLOW)
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "error: --validate: expected true or false, got 'yes'"
+    assert bad.stderr.strip() == "launcher.py: error: --validate: expected true or false, got 'yes'"
 
 
 def test_launcher_turns_template_parameters_into_flags():

@@ -1,8 +1,8 @@
 """Reading release files: bounded JSON events, layouts, checks, selection, sample parsing.
 
 Modules, bottom to top: `jsonstream` (JSON events with bounded memory), `values` (JSON
-values in messages), `selection` (filters and skip rules), `scan` (the header scan before
-any work), `layouts` (v1, transitional and v2 headers -> `ReleaseInfo`), `samples` (one
+values in messages), `selection` (filters and skip rules), `census` (what the filters would
+select, counted by the scan), `scan` (the header scan before any work), `layouts` (v1, transitional and v2 headers -> `ReleaseInfo`), `samples` (one
 raw sample -> `Sample`), `decisions` (every sample's fate, in release order).
 
 Pure Python: imports `transforms.model` only (and ijson, numpy), never Beam. Imported by
@@ -10,6 +10,8 @@ Pure Python: imports `transforms.model` only (and ijson, numpy), never Beam. Imp
 public interface (`from transforms import release; release.scan_header(...)`).
 """
 
+from transforms.release.census import Census
+from transforms.release.census import check as check_selection
 from transforms.release.decisions import Decision, decide, plan
 from transforms.release.jsonstream import (
     MAX_DEPTH,
@@ -27,6 +29,7 @@ from transforms.release.layouts import (
 from transforms.release.samples import MAX_INSTANCE_ID, parse_sample
 from transforms.release.scan import Duplicates, scan_header
 from transforms.release.selection import (
+    LABEL_STATUSES,
     UNLABELED,
     Selection,
     check_identity,

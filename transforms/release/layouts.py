@@ -21,6 +21,7 @@ from typing import Any
 
 from transforms.model import errors
 from transforms.model.types import FORMATS_BY_TASK, Category
+from transforms.release.census import Census
 from transforms.release.scan import SAMPLE_ARRAYS, Duplicates
 from transforms.release.selection import Selection
 from transforms.release.values import brief, is_int
@@ -61,6 +62,7 @@ class ReleaseInfo:
     duplicates: Duplicates = Duplicates()
     oversized: tuple[int, ...] = ()  # positions of samples over MAX_VALUE_BYTES of JSON
     max_depth: int = 0  # deepest nesting of arrays/objects in the file (the top level is 1)
+    census: Census | None = None  # label statuses and metadata, when the run filters
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -154,6 +156,7 @@ def release_info(header: Mapping[str, Any], selection: Selection) -> ReleaseInfo
         duplicates=header.get(array + ".duplicates", Duplicates()),
         oversized=tuple(header.get(array + ".oversized", ())),
         max_depth=int(header.get("max_depth", 0)),
+        census=header.get(array + ".census"),
     )
 
 

@@ -22,6 +22,10 @@ from transforms.model import errors
 from transforms.release.values import json_kind
 
 UNLABELED = "UNLABELED"
+# The statuses Segments.ai stores (VERIFIED where the dataset enables it), and UNLABELED,
+# the status of a sample without a label.
+LABEL_STATUSES = ("LABELED", "LABELING_IN_PROGRESS", "REVIEWED", "REVIEWING_IN_PROGRESS",
+                  "REJECTED", "PRELABELED", "SKIPPED", "VERIFIED", UNLABELED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ bytes, never on URLs). The names below are the package's public interface
 from transforms.storage.fetch import Fetcher
 from transforms.storage.files import (
     check_output,
+    check_writable,
     download_tree,
     list_names,
     open_atomic,

@@ -166,6 +166,8 @@ def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
         entries = [name for name, _ in _remote_entries(path)]
     elif os.path.isdir(local):
         entries = os.listdir(local)
+    elif os.path.lexists(local):
+        raise errors.ReleaseError(f"--output: {path} is a file, not a folder")
     else:
         return []
     ours = [e for e in entries if e in owned]
@@ -174,6 +176,26 @@ def check_output(path: str, owned: tuple[str, ...]) -> list[str]:
             f"--output: {redact(path)} is not empty and holds no previous export; choose an "
             "empty or new folder")
     return ours
+
+
+def check_writable(path: str) -> None:
+    """Raises ReleaseError when the local folder `path` cannot be created or written (its
+    nearest existing parent is a file, or not writable). Object stores are not probed: a
+    missing permission there fails at the first write."""
+    local = local_path(path)
+    if local is None:
+        return
+    existing = os.path.abspath(local)
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        raise errors.ReleaseError(
+            f"--output: cannot create {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise errors.ReleaseError(f"--output: cannot write in {existing} (permission denied)")
 
 
 def list_names(folder: str) -> list[str]:
