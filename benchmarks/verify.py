@@ -44,15 +44,20 @@ class Problems(list):
 
 
 def verify_export(out: str, truth, categories: list[dict], labelset: str = "ground-truth",
-                  image_sources: str | None = None) -> list[str]:
+                  image_sources: str | None = None, stuff_as_instances: bool = False) -> list[str]:
     """Returns every mismatch found (empty = every artifact is exactly right).
 
     `truth`: the exported samples (synth.TruthSample) whose annotation ids all have known
     categories; `image_sources`: folder the image files came from (compared byte for byte).
+    The instance formats (coco-instance, YOLO) hold the categories not marked
+    `has_instances: false` (all of them with `stuff_as_instances`), YOLO classes numbered
+    over those; a sample with an id above 65535 has no (16-bit) instance PNG.
     """
     p = Problems()
     cats = {c["id"]: c for c in categories}
     position = {c["id"]: i for i, c in enumerate(categories)}
+    objects = [c for c in categories if stuff_as_instances or c.get("has_instances") is not False]
+    yolo_class = {c["id"]: i for i, c in enumerate(objects)}
 
     def color(cat_id):
         c = cats[cat_id]
@@ -68,14 +73,16 @@ def verify_export(out: str, truth, categories: list[dict], labelset: str = "grou
             == {c["id"]: int(bool(c.get("has_instances"))) for c in categories},
             "coco-panoptic: isthing differs from has_instances")
     names = open(os.path.join(out, "data.yaml"), encoding="utf-8").read()
-    for i, c in enumerate(categories):
+    p.check(f"nc: {len(objects)}\n" in names, "data.yaml: class count")
+    for i, c in enumerate(objects):
         p.check(f"  {i}: {json.dumps(c['name'])}" in names, f"data.yaml: class {i} is not {c['name']}")
 
     for t in truth:
         stem = os.path.splitext(t.name)[0]
         where = f"{t.name}:"
         annotated = {a["id"]: a["category_id"] for a in t.annotations}
-        present = [a for a in t.annotations if (t.id_map == a["id"]).any()]
+        present = [a for a in t.annotations if (t.id_map == a["id"]).any()
+                   and a["category_id"] in yolo_class]  # in the instance formats
         h, w = t.id_map.shape
 
         # coco-instance
@@ -129,9 +136,14 @@ def verify_export(out: str, truth, categories: list[dict], labelset: str = "grou
             p.check(covered.sum() == np.isin(t.id_map, list(annotated)).sum(), f"{where} panoptic misses pixels")
 
         # PNG formats
-        inst = read_png(os.path.join(out, "instance", f"{stem}_label_{labelset}_instance.png"))
+        inst_path = os.path.join(out, "instance", f"{stem}_label_{labelset}_instance.png")
         expect_inst = np.where(np.isin(t.id_map, list(annotated)), t.id_map, 0)
-        p.check(inst.dtype == np.uint16 and np.array_equal(inst, expect_inst), f"{where} instance PNG")
+        if expect_inst.max() > 0xFFFF:  # left out: 16 bits cannot hold its ids
+            p.check(not os.path.exists(inst_path), f"{where} an instance PNG of ids above 65535")
+        else:
+            inst = read_png(inst_path)
+            p.check(inst.dtype == np.uint16 and np.array_equal(inst, expect_inst),
+                    f"{where} instance PNG")
         sem = read_png(os.path.join(out, "semantic", f"{stem}_label_{labelset}_semantic.png"))
         expect_sem = np.zeros((h, w), np.uint16)
         for iid, cat in annotated.items():
@@ -154,7 +166,7 @@ def verify_export(out: str, truth, categories: list[dict], labelset: str = "grou
         for line, a in zip(lines, present):
             cls, xc, yc, bw, bh = line.split()
             x0, y0, bw_px, bh_px = _bbox(t.id_map == a["id"])
-            p.check(int(cls) == position[a["category_id"]], f"{where} YOLO class of {a['id']}")
+            p.check(int(cls) == yolo_class[a["category_id"]], f"{where} YOLO class of {a['id']}")
             want = ((x0 + bw_px / 2) / w, (y0 + bh_px / 2) / h, bw_px / w, bh_px / h)
             got = tuple(float(v) for v in (xc, yc, bw, bh))
             # Six decimals: a half-way value (e.g. 0.0578125) rounds off by exactly 5e-7.

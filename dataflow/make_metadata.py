@@ -55,6 +55,8 @@ _LABELS = {
     "since": "Incremental update of an export (not in templates)",
     "validate": "Validate (command line only)",
     "allow_local_files": "Allow local files",
+    "stuff_as_instances": "Stuff categories as objects in the instance formats",
+    "log_level": "Log level of the launcher",
 }
 
 _REQUIRED = {"release", "output"}

@@ -39,6 +39,7 @@ class ExportConfig:
     max_failure_ratio: float | None = None  # ... or more than this share of selected samples
     chunk_samples: int | str = "auto"  # local runs: samples per chunk; 0 = one chunk
     allow_local_files: bool = False  # read file://, absolute and out-of-folder local paths
+    stuff_as_instances: bool = False  # stuff categories as objects in the instance formats
 
     def chunk_size(self, local: bool) -> int:
         """Samples per chunk for this run (0: the release in one pipeline)."""
@@ -184,6 +185,9 @@ def _validate(cfg: ExportConfig) -> None:
             or not isinstance(cfg.max_failure_ratio, (int, float))
             or not 0 <= cfg.max_failure_ratio <= 1):
         raise ConfigError("max_failure_ratio: expected a number between 0 and 1")
+    if not isinstance(cfg.stuff_as_instances, bool):
+        raise ConfigError(
+            f"stuff_as_instances: expected true or false, got {cfg.stuff_as_instances!r}")
     if not isinstance(cfg.allow_local_files, bool):
         raise ConfigError(f"allow_local_files: expected true or false, got {cfg.allow_local_files!r}")
     chunk = cfg.chunk_samples

@@ -23,7 +23,7 @@ from transforms.formats import coco, yolo
 from transforms.formats.sample_export import ExportSettings
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
-from transforms.model.types import KEYPOINT_TASKS, SEQUENCE_TASKS, SHAPE_TASKS
+from transforms.model.types import KEYPOINT_TASKS, SEPARATE_KEYPOINT_TASKS, SHAPE_TASKS
 from transforms.read import ReadChunk
 from transforms.release import ReleaseInfo
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
@@ -42,7 +42,8 @@ def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]
                     "filter_by": list(cfg.filter_by) if cfg.filter_by is not None else None,
                     "filter_by_metadata": [[k, v] for k, v in cfg.filter_by_metadata],
                     "id_increment": cfg.id_increment, "instance_png": cfg.instance_png,
-                    "coco_segmentation": cfg.coco_segmentation},
+                    "coco_segmentation": cfg.coco_segmentation,
+                    "stuff_as_instances": cfg.stuff_as_instances},
         "category_names": {c.id: c.name for c in info.categories},
     }
 
@@ -53,7 +54,7 @@ class ChunkRun:
 
     chunk: chunking.Chunk
     stems_path: str
-    id_base: int  # coco-instance annotations of the chunks before this one
+    id_base: dict[str, int]  # annotations of the chunks before this one, per coco.NUMBERED
     ledger_only: bool = False  # --only_failed: the samples' files and ledger entries only
 
 
@@ -64,11 +65,12 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`. Every
     sample's result also goes to the ledger in `ledger_dir` (default: the output's first
     generation, `ledger`; a chunk's parts go to the temporary folder)."""
-    taxonomy = Taxonomy(info.categories, cfg.id_increment)
+    taxonomy = taxonomy_for(cfg, info)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png,
                               coco_segmentation=cfg.coco_segmentation,
-                              vector=info.task_type in SHAPE_TASKS)
+                              vector=info.task_type in SHAPE_TASKS,
+                              separate_keypoints=info.task_type in SEPARATE_KEYPOINT_TASKS)
     job = ExportJob(release_uri=cfg.release, output=cfg.output, settings=settings,
                     copy_images=cfg.images == "copy", http_timeout=cfg.http_timeout,
                     http_attempts=cfg.http_attempts, allow_local_files=cfg.allow_local_files,
@@ -115,24 +117,34 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
             exported.parts
             | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
             | f"Write{_STEP[fmt]}" >> WriteCocoDocument(
-                storage.join(cfg.output, chunking.COCO_FILES[fmt]), header,
-                storage.join(temp, fmt), assign_ids=fmt == "coco-instance",
+                storage.join(cfg.output, paths.COCO_FILES[fmt]), header,
+                storage.join(temp, fmt), assign_ids=fmt in coco.NUMBERED,
                 shard_size=cfg.coco_shard_size)
         )
     if "yolo" in formats or "yolo-seg" in formats:  # one class list for both
         outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
-            storage.join(cfg.output, paths.YOLO_DATA_YAML), yolo.data_yaml(taxonomy))
+            storage.join(cfg.output, paths.YOLO_DATA_YAML),
+            yolo.data_yaml(taxonomy, cfg.images == "copy"))
     return outputs
 
 
-_STEP = {"coco-instance": "CocoInstance", "coco-panoptic": "CocoPanoptic"}
+_STEP = {"coco-instance": "CocoInstance", "coco-keypoints": "CocoKeypoints",
+         "coco-panoptic": "CocoPanoptic"}
 
 
 def _coco_part(part, fmt: str):
-    """(index, image, annotations, panoptic) -> the packed part of one COCO file (fused
-    into the export step, so only the packed form is buffered or shuffled)."""
-    index, image, anns, panoptic = part
-    return coco.pack_part(index, image, anns if fmt == "coco-instance" else (panoptic,))
+    """The export step's part -> the packed part of one COCO file (fused into the export
+    step, so only the packed form is buffered or shuffled)."""
+    image, bodies = coco.format_part(part, fmt)
+    return coco.pack_part(part[0], image, bodies)
+
+
+def taxonomy_for(cfg: ExportConfig, info: ReleaseInfo) -> Taxonomy:
+    """The export's category tables. Shape releases keep every category in the instance
+    formats (each shape is an object); bitmap releases leave stuff out of them unless
+    --stuff_as_instances."""
+    return Taxonomy(info.categories, cfg.id_increment,
+                    instances_keep_stuff=cfg.stuff_as_instances or info.task_type in SHAPE_TASKS)
 
 
 def coco_headers(info: ReleaseInfo, taxonomy: Taxonomy, formats: tuple[str, ...]) -> dict:
@@ -140,8 +152,9 @@ def coco_headers(info: ReleaseInfo, taxonomy: Taxonomy, formats: tuple[str, ...]
     out = {}
     if "coco-instance" in formats:
         out["coco-instance"] = coco.instance_header(
-            info.name, info.dataset_name, taxonomy,
-            keypoints=info.task_type in KEYPOINT_TASKS + SEQUENCE_TASKS + ("vector",))
+            info.name, info.dataset_name, taxonomy, keypoints=info.task_type in KEYPOINT_TASKS)
+    if "coco-keypoints" in formats:
+        out["coco-keypoints"] = coco.keypoints_header(info.name, info.dataset_name, taxonomy)
     if "coco-panoptic" in formats:
         out["coco-panoptic"] = coco.panoptic_header(info.name, info.dataset_name, taxonomy)
     return out
@@ -157,16 +170,16 @@ def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, 
         "report": rows | "WriteReportPart" >> WriteReportPart(parts.report),
         "preview": exported.preview | "WritePreviewPart" >> WritePreviewPart(parts.preview),
     }
-    for fmt in ("coco-instance", "coco-panoptic"):
+    for fmt in _STEP:
         if fmt in formats:
-            instance = fmt == "coco-instance"
+            numbered = fmt in coco.NUMBERED
             outputs[fmt] = (
                 exported.parts
                 | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
                 | f"Write{_STEP[fmt]}Fragments" >> WriteCocoFragments(
-                    parts.coco_dir(fmt), assign_ids=instance, shard_size=cfg.coco_shard_size,
-                    chunk=chunk.chunk.number, id_base=chunk.id_base,
-                    total_path=parts.coco_total(fmt) if instance else None)
+                    parts.coco_dir(fmt), assign_ids=numbered, shard_size=cfg.coco_shard_size,
+                    chunk=chunk.chunk.number, id_base=chunk.id_base.get(fmt, 0),
+                    total_path=parts.coco_total(fmt) if numbered else None)
             )
     return outputs
 

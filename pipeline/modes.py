@@ -21,7 +21,7 @@ from pipeline import graph
 from pipeline.prepare import check_resumable, check_since
 from pipeline.runners import counts_of, local_runner
 from transforms import storage
-from transforms.formats import yolo
+from transforms.formats import coco, yolo
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
 from transforms.state import chunking, incremental, ledger
@@ -32,10 +32,11 @@ _LOGGER = logging.getLogger("pipeline")
 
 def global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:
     """(taxonomy, COCO headers, small files) of the files a merge or rebuild writes."""
-    taxonomy = Taxonomy(info.categories, cfg.id_increment)
+    taxonomy = graph.taxonomy_for(cfg, info)
     small = {}
     if "yolo" in formats or "yolo-seg" in formats:
-        small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(taxonomy)
+        small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(
+            taxonomy, cfg.images == "copy")
     return taxonomy, graph.coco_headers(info, taxonomy, formats), small
 
 
@@ -152,20 +153,20 @@ def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) 
         chunks = chunking.split(stream, info, cfg.selection, folder, chunk_size)
     _LOGGER.info("release split into %d chunks in %.1f s", len(chunks), time.monotonic() - t0)
     counts: dict[str, int] = {}
-    id_base = 0
+    id_base = {fmt: 0 for fmt in coco.NUMBERED if fmt in formats}
     with progress.Monitor(ticks, info.sample_count):
         for c in chunks:
             runner, _ = local_runner(options, argv)
             pipeline = beam.Pipeline(runner=runner, options=options)
-            chunk_run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), id_base)
+            chunk_run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), dict(id_base))
             graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=chunk_run)
             result = pipeline.run()
             result.wait_until_finish()
             for name, value in counts_of(result).items():
                 counts[name] = counts.get(name, 0) + value
-            if "coco-instance" in formats:
-                id_base += chunking.read_total(
-                    chunking.PartPaths(temp, c.number).coco_total("coco-instance"))
+            for fmt in id_base:  # the next chunk's annotation ids follow this one's
+                id_base[fmt] += chunking.read_total(
+                    chunking.PartPaths(temp, c.number).coco_total(fmt))
             storage.remove_tree(c.path)  # its samples are exported; free the disk space
         taxonomy, headers, small = global_files(cfg, info, formats)
         merge = chunking.Merge(

@@ -72,6 +72,11 @@ class ExportOptions(PipelineOptions):
                        help="coco-instance segmentation of bitmap releases: rle (compressed "
                             "RLE, default) or polygon ([[x1, y1, ...], ...] per connected "
                             "component, holes spliced in; bbox and area stay the mask's).")
+        g.add_argument("--stuff_as_instances", action="store_true", default=None,
+                       help="Also export stuff categories (has_instances: false, e.g. road, "
+                            "sky) as objects in coco-instance, yolo and yolo-seg, as the "
+                            "segments-ai SDK does (default: only in the semantic, panoptic "
+                            "and PNG formats, as Mask R-CNN and YOLO training expects).")
         g.add_argument("--coco_shard_size", type=int, default=None,
                        help="Samples per COCO fragment shard (default 1000).")
         g.add_argument("--manifest_rows_per_shard", type=int, default=None,
@@ -108,5 +113,9 @@ class ExportOptions(PipelineOptions):
                             "relative paths outside the release's folder (default: refused per "
                             "sample; a local release reads relative paths inside its folder, a "
                             "remote release no local file at all).")
+        g.add_argument("--log_level", default=None, type=str.upper,
+                       choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                       help="Show log messages of this level and above, Beam's own included "
+                            "(default: the exporter's progress and summary, and errors only).")
         g.add_argument("--http_attempts", type=int, default=None,
                        help="Attempts per HTTP fetch, retrying 429/5xx/resets (default 5).")

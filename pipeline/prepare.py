@@ -44,7 +44,7 @@ def prepare(argv: Sequence[str] | None = None):
         "release", "output", "config", "formats", "labelset", "filter_by",
         "filter_by_metadata", "images", "id_increment", "instance_png", "coco_segmentation", "coco_shard_size",
         "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
-        "max_failure_ratio", "chunk_samples", "allow_local_files")}
+        "max_failure_ratio", "chunk_samples", "allow_local_files", "stuff_as_instances")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         hashing = ledger.HashingReader(stream)
@@ -100,6 +100,7 @@ def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         "filter_by": cfg.filter_by, "filter_by_metadata": cfg.filter_by_metadata,
         "images": cfg.images, "id_increment": cfg.id_increment,
         "instance_png": cfg.instance_png, "coco_segmentation": cfg.coco_segmentation,
+        "stuff_as_instances": cfg.stuff_as_instances,
         "exporter": version})
 
 

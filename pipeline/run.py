@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +23,7 @@ from pipeline.runners import LOCAL_RUNNERS, build_job, is_dry_run, local_runner,
 from transforms import storage
 from transforms.model import errors, paths
 from transforms.report import REPORT
+from transforms.summary import progress
 from transforms.summary.report import format_table
 
 _LOGGER = logging.getLogger("pipeline")
@@ -54,6 +59,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         else "; only what changed since the previous export" if since
         else f"; chunks of {chunk_size} samples" if chunked else "")
     started = time.monotonic()
+    _STATE.update(mode="only_failed" if only_failed else "since" if since else "full",
+                  output=storage.redact(cfg.output))
     if only_failed:
         counts = run_only_failed(options, argv, cfg, info, formats, fp, local)
     elif since:
@@ -127,11 +134,40 @@ def _over_budget(cfg, report: dict | None) -> str:
     return ""
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
-                        force=True)  # Beam installs a root handler on import
-    for noisy in ("apache_beam", "urllib3", "fsspec", "gcsfs", "s3fs", "botocore", "aiobotocore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+_NOISY = ("apache_beam", "urllib3", "fsspec", "gcsfs", "s3fs", "botocore", "aiobotocore",
+          "google", "grpc")
+
+
+def _configure_logging(level: str | None = None) -> None:
+    """The exporter's own lines at INFO; everything else (Beam's chatter, HTTP and cloud
+    clients) at ERROR unless `--log_level` asks for more. A worker's message relayed by the
+    local job service is one plain line, not a protobuf dump."""
+    handler = progress.BarAwareHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):  # Beam installs a root handler on import
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level or logging.INFO)
+    for noisy in _NOISY:
+        logging.getLogger(noisy).setLevel(level or logging.ERROR)
+    logging.getLogger(_RELAY).addFilter(_plain_worker_message)
+
+
+# Beam's local job service relays each log record of a worker process as `Worker: <LogEntry
+# protobuf in text format>`; the message alone is what a person needs.
+_RELAY = "apache_beam.runners.portability.local_job_service"
+_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+
+
+def _plain_worker_message(record: logging.LogRecord) -> bool:
+    if record.msg == "Worker: %s" and record.args:
+        found = _MESSAGE.search(str(record.args[0]))
+        if found:
+            text = found.group(1).encode("latin-1", "backslashreplace").decode("unicode_escape")
+            record.msg, record.args = "worker: %s", (
+                text.encode("latin-1", "replace").decode("utf-8", "replace"),)
+    return True
 
 
 _HELP_EPILOG = """\
@@ -167,13 +203,50 @@ def _print_help() -> None:
     parser.print_help()
 
 
+# What a run is doing, for the line printed when it is interrupted (set by `run`).
+_STATE: dict[str, str] = {}
+
+
+def _interrupt(prog: str, args: list[str]) -> None:
+    """Ctrl-C: one line saying what was kept and how to go on, then the end of the process
+    right away (Beam's runner threads would otherwise print a traceback each, or keep it
+    alive); local worker processes end with it (`pipeline.worker`)."""
+    clear = "\r\033[K" if sys.stderr.isatty() else ""  # the progress bar, if one is drawn
+    sys.stderr.write(f"{clear}{prog}: interrupted: {_interrupted(args)}\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def _interrupted(args: list[str]) -> str:
+    """What an interrupted run kept, and the command that goes on from there."""
+    command = " ".join([cli.program(), *map(shlex.quote, args)])
+    mode, out = _STATE.get("mode"), _STATE.get("output", "")
+    if mode is None:
+        return "nothing was written"
+    if mode == "full":
+        return (f"{out} holds an unfinished export (no ledger state: nothing there is reused); "
+                f"running the same command again replaces it: {command}")
+    return f"the update of {out} is not finished; run the same command again to finish it: {command}"
+
+
+def _log_level(args: list[str]) -> str | None:
+    """--log_level's value, read before the full parse so the parse itself logs at it."""
+    for i, a in enumerate(args):
+        value = (a.split("=", 1)[1] if a.startswith("--log_level=")
+                 else args[i + 1] if a == "--log_level" and i + 1 < len(args) else None)
+        if value and value.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            return value.upper()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
         _print_help()
         return
-    _configure_logging()
+    _configure_logging(_log_level(args))
     prog = cli.program()
+    signal.signal(signal.SIGINT, lambda *_: _interrupt(prog, args))
     try:
         counts = run(argv)
     except (errors.ReleaseError, config_mod.ConfigError, cli.UsageError) as e:

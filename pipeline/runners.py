@@ -62,7 +62,9 @@ def local_runner(options: PipelineOptions, argv: Sequence[str]):
         direct.direct_running_mode = "in_memory"
         logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner").setLevel(
             logging.ERROR)  # it warns that in_memory ignores direct_num_workers; not so here
-        command = f"{shlex.quote(sys.executable)} -P -m pipeline.worker"  # -P: not the cwd
+        # exec: the worker replaces the shell Beam starts it with, so that it is the
+        # launcher's own child (and ends with it); -P: the current folder is not on its path.
+        command = f"exec {shlex.quote(sys.executable)} -P -m pipeline.worker"
         runner = FnApiRunner(
             default_environment=environments.SubprocessSDKEnvironment.from_command_string(
                 command_string=command))

@@ -44,9 +44,26 @@ _PER_SAMPLE_WRITE_ERRORS = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, err
                             errno.EINVAL, errno.EILSEQ)
 
 
-def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
+def _failed(sample: Sample, e: errors.SampleError, job: ExportJob) -> ManifestRow:
     return ManifestRow(sample.position, sample.uuid, sample.name, FAILED,
-                       image_id=sample.image_id, reason=e.reason, stage=e.stage)
+                       image_id=sample.image_id, reason=e.reason, stage=e.stage,
+                       image_url=_source_url(sample), metadata=sample.metadata)
+
+
+def _coco_url(url: str | None) -> str | None:
+    """COCO's `coco_url`: an absolute remote image URL (as Segments.ai releases have them)
+    without its secrets; None for a relative URL or a local path (the manifest's image_url
+    keeps those as the release gives them)."""
+    return storage.public_url(url) if url and storage.is_remote(url) else None
+
+
+def _source_url(sample: Sample) -> str | None:
+    """The manifest's `image_url` (a sequence's: its first frame's): the image's URL as the
+    release gives it (relative ones stay relative to the release), without secrets."""
+    url = sample.image_url
+    if url is None and sample.frames:
+        url = sample.frames[0].image_url
+    return storage.public_url(url)
 
 
 HEADER_BYTES = 1 << 16  # enough for the size (and EXIF) of nearly every image file
@@ -73,7 +90,8 @@ def _vector_sample(sample: Sample, job: ExportJob, fetcher: storage.Fetcher,
         data = fetcher.fetch(sample.image_url, "image")
         w, h = bitmap.image_size(data)
     ext = paths.image_extension(sample.image_url, sample.name) or bitmap.image_extension(data)
-    out = vector.export_vector_sample(sample, w, h, job.settings, ext)
+    out = vector.export_vector_sample(sample, w, h, job.settings, ext,
+                                      coco_url=_coco_url(sample.image_url))
     return out, (data if whole else None), ext, (w, h)
 
 
@@ -134,7 +152,7 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
                                    {k: a.category_id for k, a in enumerate(anns, 1)},
                                    job, first_image)
         except errors.SampleError as e:
-            return _failed(sample, e), None, None
+            return _failed(sample, e, job), None, None
         return _write(sample, job, out, None, "", thumb)
     if job.settings.vector:
         try:
@@ -145,7 +163,7 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
                                    {k: a.category_id for k, a in enumerate(sample.annotations, 1)},
                                    job, image_bytes)
         except errors.SampleError as e:
-            return _failed(sample, e), None, None
+            return _failed(sample, e, job), None, None
         return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)
     try:
         if not sample.bitmap_url and sample.annotations:
@@ -175,15 +193,16 @@ def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
                 warnings.append(f"image size not checked: {e.reason}")
             else:
                 if (ih, iw) != id_map.shape:
-                    warnings.append(f"image is {iw}x{ih} but the bitmap is "
+                    warnings.append(f"image and bitmap sizes differ: image {iw}x{ih}, bitmap "
                                     f"{id_map.shape[1]}x{id_map.shape[0]}")
-        out = export_sample(sample, id_map, job.settings, ext, warnings)
+        out = export_sample(sample, id_map, job.settings, ext, warnings,
+                            coco_url=_coco_url(sample.image_url))
         thumb = None
         if sample.index < preview.PREVIEW_SAMPLES:
             thumb = _thumbnail(sample, id_map, {a.id: a.category_id for a in sample.annotations},
                                job, image_bytes)
     except errors.SampleError as e:
-        return _failed(sample, e), None, None
+        return _failed(sample, e, job), None, None
     return _write(sample, job, out, image_bytes if job.copy_images else None, ext, thumb)
 
 
@@ -206,20 +225,22 @@ def _write(sample: Sample, job: ExportJob, out, image_bytes: bytes | None, ext: 
         for done in written:  # all or nothing per sample
             storage.remove_tree(storage.join(job.output, done))
         reason = f"cannot write {rel}: {os.strerror(e.errno)}"
-        return _failed(sample, errors.WriteError(reason)), None, None
+        return _failed(sample, errors.WriteError(reason), job), None, None
     row = ManifestRow(sample.position, sample.uuid, sample.name, EXPORTED,
                       image_id=sample.image_id, num_instances=out.num_instances,
                       artifacts=tuple(artifacts), warnings=tuple(out.warnings),
-                      category_stats=out.category_stats,
+                      category_stats=out.category_stats, left_out=tuple(out.left_out),
+                      image_url=_source_url(sample), metadata=sample.metadata,
                       file_sizes=tuple((fmt, len(data)) for (fmt, _), (_, data)
                                        in zip(artifacts, files)))
-    part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation)
+    part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation,
+            tuple(out.keypoint_annotations))
     return row, part, thumb
 
 
 class _ExportSampleFn(beam.DoFn):
-    """Sample -> coco part (index, image JSON, annotation JSONs, panoptic JSON); ROWS gets
-    ManifestRow (exported or failed)."""
+    """Sample -> coco part (index, image JSON, annotation JSONs, panoptic JSON, keypoint
+    annotation JSONs); ROWS gets ManifestRow (exported or failed)."""
 
     def __init__(self, job: ExportJob):
         self._job = job
@@ -246,8 +267,7 @@ class _ExportSampleFn(beam.DoFn):
         if thumb is not None:
             yield pvalue.TaggedOutput(PREVIEW, thumb)
         if part is None:
-            self._failed.inc()
-            _LOGGER.warning("sample %r failed at %s: %s", sample.name, row.stage, row.reason)
+            self._failed.inc()  # named once, in the run's summary and failures.jsonl
         else:
             self._exported.inc()
             self._instances.inc(row.num_instances)

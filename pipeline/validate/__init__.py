@@ -6,7 +6,7 @@
 Exit code 0 when every format present passes, 1 otherwise. Checks:
   * manifest + failures.jsonl: readable, every artifact listed exists, failed rows and the
     failure report agree;
-  * coco-instance: loads in pycocotools; ids unique and dense from 1; every annotation's
+  * coco-instance (and coco-keypoints, alike): loads in pycocotools; ids unique and dense from 1; every annotation's
     mask decodes to `area` pixels within `bbox` (vector releases: boxes and polygons lie in
     the image and their area matches the shape); categories and images referenced exist;
     COCOeval of the file against itself gives AP = 1.0 for bbox and segm (bbox only when
@@ -29,7 +29,7 @@ import os
 import sys
 
 from pipeline.validate.coco import check_coco_instance, check_coco_panoptic, self_ap
-from pipeline.validate.common import Report
+from pipeline.validate.common import INSTALL_OPTIONAL, OPTIONAL, Report
 from pipeline.validate.files import PNG_MODES, check_manifest, check_pngs, check_yolo, formats_of
 from transforms import storage
 from transforms.model import paths
@@ -52,6 +52,8 @@ def validate(out: str, eval_images: int = 1000) -> Report:
     sizes: dict = {}
     if os.path.exists(os.path.join(out, paths.COCO_INSTANCE_JSON)):
         sizes.update(check_coco_instance(out, report, eval_images))
+    if os.path.exists(os.path.join(out, paths.COCO_KEYPOINTS_JSON)):
+        sizes.update(check_coco_instance(out, report, eval_images, "coco-keypoints"))
     if os.path.exists(os.path.join(out, paths.COCO_PANOPTIC_JSON)):
         sizes.update(check_coco_panoptic(out, report))
     if os.path.exists(os.path.join(out, paths.YOLO_DATA_YAML)):
@@ -73,3 +75,6 @@ def print_report(report: Report, stream=sys.stdout) -> None:
         print(f"{fmt:15s} {verdict:22s} {report.summary.get(fmt, '')}", file=stream)
         for p in problems:
             print(f"    - {p}", file=stream)
+    for reader in sorted(report.skipped):
+        print(f"{'skipped':15s} {reader} not installed: not checked that {OPTIONAL[reader]}; "
+              f"to check it: {INSTALL_OPTIONAL}", file=stream)

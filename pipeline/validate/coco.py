@@ -11,12 +11,14 @@ from pipeline.validate.common import Report, extent, quiet, read_png
 from transforms.model import paths
 
 
-def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int, tuple[int, int]]:
+def check_coco_instance(out: str, report: Report, eval_images: int,
+                        fmt: str = "coco-instance") -> dict[int, tuple[int, int]]:
+    """coco-instance (or coco-keypoints, the points of vector and sequence releases, checked
+    alike) in `out`; returns {image id: (height, width)}."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    fmt = "coco-instance"
-    path = os.path.join(out, paths.COCO_INSTANCE_JSON)
+    path = os.path.join(out, paths.COCO_FILES[fmt])
     try:
         coco = quiet(COCO, path)
     except Exception as e:  # any reader failure is the verdict
@@ -30,6 +32,9 @@ def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int,
         report.fail(fmt, "annotation ids are not unique and dense from 1")
     cat_ids = {c["id"] for c in coco.dataset["categories"]}
     strict = _faster_coco_eval_mask()
+    if strict is None and any(isinstance(a.get("segmentation"), dict)
+                              for a in coco.dataset["annotations"]):
+        report.skip("faster-coco-eval")
     for a in coco.dataset["annotations"]:
         where = f"annotation {a['id']}"
         if a["image_id"] not in sizes:
@@ -227,7 +232,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
                                or s.get("iscrowd") != 0):
                 report.fail(fmt, f"{where}: segment {s['id']} area/bbox/iscrowd do not match its pixels")
     try:
-        pq = _hotcoco_pq(path) if not report.problems.get(fmt) else None
+        pq = _hotcoco_pq(path, report) if not report.problems.get(fmt) else None
     except (ValueError, RuntimeError, KeyError) as e:  # hotcoco refuses inconsistent files
         report.fail(fmt, f"hotcoco cannot evaluate it: {e}")
         pq = None
@@ -238,10 +243,11 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
     return sizes
 
 
-def _hotcoco_pq(path: str) -> float | None:
+def _hotcoco_pq(path: str, report: Report) -> float | None:
     try:
         from hotcoco.panoptic import pq_compute
     except ImportError:
+        report.skip("hotcoco")
         return None
     with open(path, encoding="utf-8") as f:
         if not any(a["segments_info"] for a in json.load(f)["annotations"]):

@@ -294,3 +294,25 @@ def test_runs_from_a_folder_holding_pipeline_and_transforms_modules(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((project / "out2" / "coco-instance.json").read_text()) == doc
+
+
+def test_status_tells_whether_a_folder_holds_an_export_to_update(tmp_path):
+    """python -m pipeline.status: the supported way for a scheduled job to choose between a
+    first export and --since (exit 0: a finished export; 1: none, or unfinished)."""
+    def status(folder):
+        return subprocess.run([sys.executable, "-m", "pipeline.status", str(folder)],
+                              capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "out"
+    result = status(out)
+    assert (result.returncode, result.stdout) == (1, f"{out}: no export here\n")
+    assert _cli("--output", str(out), "--direct_running_mode=in_memory").returncode == 0
+    result = status(out)
+    assert result.returncode == 0
+    assert result.stdout.startswith(
+        f"{out}: a finished export (release 'v1.0': 4 exported, 0 failed, 2 skipped; formats "
+        "coco-instance, coco-panoptic, yolo, instance, semantic, instance-color, "
+        f"semantic-color; ledger generation 0); --since {out} --output {out} updates it")
+    (out / ".export-state" / "state.json").unlink()  # as if killed before the end
+    result = status(out)
+    assert result.returncode == 1 and "an unfinished or interrupted export" in result.stdout

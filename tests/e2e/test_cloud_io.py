@@ -11,12 +11,14 @@ ground truth), except the release's URI in report.json.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import synth
@@ -269,7 +271,21 @@ def test_signed_https_release_and_assets_to_gcs(cloud, release, references):
     assert state == want_state
     ledger = sorted(k for k in want if k.startswith(".export-state/"))
     assert ledger and sorted(k for k in rest if k.startswith(".export-state/")) == ledger
-    _same_export({k: v for k, v in rest.items() if k not in ledger},
-                 {k: v for k, v in want.items() if k not in ledger}, url)
+    # The release's absolute asset URLs are kept, unsigned, in COCO's coco_url and the
+    # manifest's image_url (the reference's relative paths give no coco_url).
+    public = f"{url.split('/bkt/')[0]}/bkt/signed/images/"
+    for name in ("coco-instance.json", "coco-panoptic.json"):
+        doc = json.loads(rest[name])
+        assert [im.pop("coco_url") for im in doc["images"]] == [
+            public + im["file_name"] for im in doc["images"]]
+        assert doc == json.loads(want[name])
+    rows, want_rows = (pq.read_table(io.BytesIO(t["manifest/manifest-00000-of-00001.parquet"]))
+                       .to_pylist() for t in (rest, want))
+    assert [r.pop("image_url") for r in rows] == [
+        public + os.path.basename(r["image_url"]) for r in want_rows]
+    assert rows == [{k: v for k, v in r.items() if k != "image_url"} for r in want_rows]
+    urls = ("coco-instance.json", "coco-panoptic.json", "manifest/manifest-00000-of-00001.parquet")
+    _same_export({k: v for k, v in rest.items() if k not in ledger and k not in urls},
+                 {k: v for k, v in want.items() if k not in ledger and k not in urls}, url)
     signature = url.split("X-Amz-Signature=")[1].split("&")[0]
     _no_secrets(proc, got, signature, "X-Amz-Credential")

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks import synth
-from benchmarks.verify import read_png, verify_export
+from benchmarks.verify import SPEC_COLORMAP, read_png, verify_export
 from pipeline.run import run
 from tests.conftest import png_bytes, tree
 
@@ -65,8 +65,9 @@ def _export(path, out, *extra):
 
 
 def _good(truth):
-    """Samples expected to be exported with gray16 (no id > 65535)."""
-    return [t for t in truth if t.id_map.max() <= 0xFFFF]
+    """Samples expected to be exported (with gray16, big_7's ids above 65535 leave out only
+    its instance PNG)."""
+    return list(truth)
 
 
 def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
@@ -82,15 +83,18 @@ def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
     status = {r["name"]: r["status"] for r in manifest}
     assert {n for n, s in status.items() if s == "exported"} == set(by_name)
     assert {n for n, s in status.items() if s == "failed"} == {
-        "big_7.png", "missing.jpg", "corrupt.jpg", "gray.jpg"}
+        "missing.jpg", "corrupt.jpg", "gray.jpg"}
     assert {n for n, s in status.items() if s == "skipped"} == {"unlabeled.jpg"}
-    assert counts["samples_exported"] == len(good) and counts["samples_failed"] == 4
+    assert counts["samples_exported"] == len(good) and counts["samples_failed"] == 3
     failures = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     reasons = {f["name"]: (f["stage"], f["reason"]) for f in failures}
     assert reasons["missing.jpg"][0] == "fetch" and "HTTP 404" in reasons["missing.jpg"][1]
     assert reasons["corrupt.jpg"][0] == "decode"
     assert reasons["gray.jpg"][0] == "decode" and "mode L" in reasons["gray.jpg"][1]
-    assert "65535" in reasons["big_7.png"][1] and "--instance_png rgb24" in reasons["big_7.png"][1]
+    big_row = next(r for r in manifest if r["name"] == "big_7.png")
+    assert big_row["left_out"] == ["instance"] and big_row["instance_path"] is None
+    assert any("above 65535 need --instance_png rgb24" in w for w in big_row["warnings"])
+    assert big_row["semantic_path"] and big_row["coco_panoptic_path"] and big_row["yolo_path"]
     orphan_row = next(r for r in manifest if r["name"] == "orphan.jpg")
     assert any("without pixels: 4" in w for w in orphan_row["warnings"])
     assert not any("not in the taxonomy" in w for w in orphan_row["warnings"])  # id 5 has no pixels
@@ -100,19 +104,25 @@ def test_every_artifact_matches_the_drawn_ground_truth(release, tmp_path):
     assert verify_export(str(out), good, synth.CATEGORIES, image_sources=root) == []
     coco = json.loads((out / "coco-instance.json").read_text())
     # image ids follow release order among selected samples (SDK numbering, gaps kept)
-    assert [i["id"] for i in coco["images"]] == [1, 2, 3, 4, 5, 6, 7, 13]
-    # The SDK's category objects: id, name, color (or null), attributes (or null), then the
-    # release's other keys.
-    assert coco["categories"] == [
-        {"id": c["id"], "name": c["name"], "color": c.get("color"), "attributes": None,
-         "has_instances": c["has_instances"]} for c in synth.CATEGORIES]
+    assert [i["id"] for i in coco["images"]] == [1, 2, 3, 4, 5, 6, 7, 8, 13]
+    # One category object per category in both documents: id, name, color (the pictures'),
+    # isthing, attributes (or null), then the release's other keys; coco-instance lists the
+    # categories of objects (stuff, has_instances: false, is in panoptic only).
+    palette = {3: list(SPEC_COLORMAP[2]), 7: list(SPEC_COLORMAP[4])}  # positions 2 and 4
+    expected = [{"id": c["id"], "name": c["name"], "color": c.get("color") or palette[c["id"]],
+                 "isthing": int(c["has_instances"]), "attributes": None,
+                 "has_instances": c["has_instances"]} for c in synth.CATEGORIES]
+    panoptic = json.loads((out / "coco-panoptic.json").read_text())
+    assert panoptic["categories"] == expected
+    assert coco["categories"] == [c for c in expected if c["has_instances"]]
     stem = "sample_00000_label_ground-truth"
     assert read_png(str(out / "instance" / f"{stem}_instance.png")).dtype == np.uint16
     assert read_png(str(out / "semantic" / f"{stem}_semantic.png")).dtype == np.uint8
     # --- run report: the same numbers as the manifest, every failure explained
     report = json.loads((out / "report.json").read_text())
     assert report["samples"] == {"in_release": 13, "selected": 13, "exported": len(good),
-                                 "failed": 4, "skipped": 1, "with_warnings": 1}
+                                 "failed": 3, "skipped": 1, "with_warnings": 2}
+    assert report["formats"]["instance"]["left_out"] == 1
     assert {f["name"]: f["reason"] for f in report["failures"]} == {
         name: reason for name, (_, reason) in reasons.items()}
     assert report["skipped_by_reason"] == {"no label in this labelset": 1}
@@ -176,7 +186,7 @@ def test_the_ground_truth_check_catches_a_wrong_pixel_and_a_wrong_box(release, t
     doc["annotations"][0]["bbox"][2] += 1
     (out / "coco-instance.json").write_text(json.dumps(doc))
     problems = verify_export(str(out), good, synth.CATEGORIES)
-    assert problems == ["sample_00000.jpg: bbox of 900", "sample_00001.jpg: semantic PNG"]
+    assert problems == ["sample_00000.jpg: bbox of 1", "sample_00001.jpg: semantic PNG"]
 
 
 def test_label_without_bitmap_url(tmp_path):
@@ -252,3 +262,33 @@ def test_a_file_and_a_folder_of_the_same_name_both_export(tmp_path):
     coco = json.loads((out / "coco-instance.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["a.bin", "a/b.bin"]
     assert (out / "labels" / "a.txt").is_file() and (out / "labels" / "a" / "b.txt").is_file()
+
+
+def test_stuff_as_instances_restores_the_sdks_objects(release, tmp_path):
+    """The SDK exports stuff regions (road, sky) as objects; --stuff_as_instances keeps that
+    behaviour one flag away: every instance format then holds them, YOLO classes are the
+    positions in the release's full category list."""
+    path, root, truth = release
+    out = tmp_path / "out"
+    _export(path, out, "--stuff_as_instances")
+    assert verify_export(str(out), _good(truth), synth.CATEGORIES, image_sources=root,
+                         stuff_as_instances=True) == []
+    coco = json.loads((out / "coco-instance.json").read_text())
+    assert [c["id"] for c in coco["categories"]] == [c["id"] for c in synth.CATEGORIES]
+    stuff = [a for a in coco["annotations"] if a["category_id"] in synth.STUFF]
+    assert stuff and all(a["category_id"] in synth.STUFF for a in stuff)
+
+
+def test_the_manifest_carries_each_samples_metadata(tmp_path):
+    """Users join or filter on the release's metadata: each row keeps it as JSON text."""
+    truth = synth.make_release(str(tmp_path), samples=3, seed=2)
+    entries = [synth.sample_entry(t.name, t.uuid, t.image_file, t.bitmap_file, t.annotations,
+                                  metadata=meta)
+               for t, meta in zip(truth, ({"split": "val", "n": 1}, None, {"b": [1, {"c": "é"}]}))]
+    del entries[1]["metadata"]  # none at all
+    path = synth.write_release(str(tmp_path), entries)
+    out = tmp_path / "out"
+    _export(path, out, "--formats", "semantic")
+    rows = pq.read_table(out / "manifest").to_pylist()
+    assert [None if r["metadata"] is None else json.loads(r["metadata"]) for r in rows] == [
+        {"split": "val", "n": 1}, None, {"b": [1, {"c": "é"}]}]

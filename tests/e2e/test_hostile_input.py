@@ -104,7 +104,10 @@ def exported(tmp_path_factory):
     path = _write_release(tmp / "release")
     out = tmp / "a" / "b" / "c" / "out"
     before = _outside(tmp, out)
-    run(["--release", path, "--output", str(out), "--chunk_samples", "0", *IN_MEMORY])
+    # --stuff_as_instances: the sky region (its id differs per sample) is an object in COCO
+    # and YOLO too, so that every format shows which sample's files these are.
+    run(["--release", path, "--output", str(out), "--chunk_samples", "0",
+         "--stuff_as_instances", *IN_MEMORY])
     return path, out, before, _outside(tmp, out)
 
 
@@ -231,7 +234,8 @@ def test_names_get_the_documented_safe_stems(exported):
 def test_chunked_export_of_hostile_names_is_byte_identical(exported, tmp_path):
     path, out, _, _ = exported
     chunked = tmp_path / "chunked"
-    run(["--release", path, "--output", str(chunked), "--chunk_samples", "3", *IN_MEMORY])
+    run(["--release", path, "--output", str(chunked), "--chunk_samples", "3",
+         "--stuff_as_instances", *IN_MEMORY])
     a, b = tree(str(out)), tree(str(chunked))
     assert sorted(a) == sorted(b)
     assert [k for k in a if a[k] != b[k]] == []
@@ -351,7 +355,7 @@ def test_bitmap_and_image_bombs_are_refused_without_decoding(tmp_path):
     (declared,) = rows["image_declared.jpg"]["warnings"]
     assert declared.startswith("image size not checked: image refused (decompression bomb)")
     assert "10000000000 pixels" in declared
-    assert rows["image_blank.jpg"]["warnings"] == [f"image is 13000x13000 but the bitmap is {W}x{H}"]
+    assert rows["image_blank.jpg"]["warnings"] == [f"image and bitmap sizes differ: image 13000x13000, bitmap {W}x{H}"]
     assert rows["ok.jpg"]["warnings"] == []
     assert read_png(str(out / "preview.png")).ndim == 3
 

@@ -206,6 +206,10 @@ def test_sequence_frames_export_to_coco_and_yolo_from_the_chosen_labelset(sequen
 
     doc = json.loads(open(os.path.join(out, "coco-instance.json")).read())
     by_file = _coco_by_image(doc)
+    # Points are in coco-keypoints, over the same images; coco-instance holds the boxes.
+    kdoc = json.loads(open(os.path.join(out, "coco-keypoints.json")).read())
+    assert kdoc["images"] == doc["images"]
+    keypoints_by_file = _coco_by_image(kdoc)
     expected_files, yolo_expected, next_id = [], {}, 1
     for entry in entries[:4]:
         stem = _stems()[entry["name"]]
@@ -220,10 +224,14 @@ def test_sequence_frames_export_to_coco_and_yolo_from_the_chosen_labelset(sequen
             next_id += 1
             boxes, points = _truth(entry["labels"]["preds"]["attributes"]["frames"][j][
                 "annotations"], w, h)
-            _check_coco_image(image, anns, boxes, points)
+            kanns = keypoints_by_file[file_name][1]
+            assert all("keypoints" not in a for a in anns)
+            assert all("keypoints" in a for a in kanns)
+            _check_coco_image(image, anns + kanns, boxes, points)
             yolo_expected[file_name] = boxes
     assert [im["file_name"] for im in doc["images"]] == expected_files
-    assert _self_ap(os.path.join(out, "coco-instance.json")) == {"bbox": 1.0, "keypoints": 1.0}
+    assert _self_ap(os.path.join(out, "coco-instance.json")) == {"bbox": 1.0}
+    assert _self_ap(os.path.join(out, "coco-keypoints.json")) == {"keypoints": 1.0}
     checked = _check_yolo(os.path.join(out, "images"), os.path.join(out, "labels"),
                           os.path.join(out, "data.yaml"), yolo_expected)
     assert checked == 2 * len(yolo_expected) + len(yolo_expected)  # two boxes + the clipped one
@@ -324,13 +332,17 @@ def test_vector_points_are_keypoints_and_polylines_are_counted(tmp_path):
         run(["--release", path, "--output", out, "--images", "none", *IN_MEMORY])
     report = validate.validate(out)
     assert report.ok, report.problems
-    assert "keypoints 1.000" in report.summary["coco-instance"]
+    assert "keypoints 1.000" in report.summary["coco-keypoints"]
     doc = json.loads(open(os.path.join(out, "coco-instance.json")).read())
     by_file = _coco_by_image(doc)
+    keypoints_by_file = _coco_by_image(
+        json.loads(open(os.path.join(out, "coco-keypoints.json")).read()))
     yolo_expected = {}
     for i, e in enumerate(entries):
         w, h = ((64, 48), (80, 40))[i % 2]
         image, anns = by_file[e["name"]]
+        assert all("keypoints" not in a for a in anns)
+        anns = anns + keypoints_by_file[e["name"]][1]
         shapes = e["labels"]["ground-truth"]["attributes"]["annotations"]
         boxes, points = _truth(shapes, w, h)
         polygon = [a for a in anns if "segmentation" in a]
@@ -340,7 +352,8 @@ def test_vector_points_are_keypoints_and_polylines_are_counted(tmp_path):
         ys = [p[1] for p in shapes[3]["points"]]
         yolo_expected[e["name"]] = boxes + [(shapes[3]["category_id"],
                                              [min(xs), min(ys), max(xs), max(ys)])]
-    assert _self_ap(os.path.join(out, "coco-instance.json")) == {"bbox": 1.0, "keypoints": 1.0}
+    assert _self_ap(os.path.join(out, "coco-instance.json")) == {"bbox": 1.0}  # boxes: no segm
+    assert _self_ap(os.path.join(out, "coco-keypoints.json")) == {"keypoints": 1.0}
     _check_yolo(os.path.join(root, "images"), os.path.join(out, "labels"),
                 os.path.join(out, "data.yaml"), yolo_expected)
     rows = pq.read_table(os.path.join(out, "manifest")).to_pylist()
@@ -365,7 +378,7 @@ def test_bitmap_size_mismatch_is_reported_without_copying_images(tmp_path):
     assert counts["samples_exported"] == 3  # the image is not needed to export the bitmap
     rows = pq.read_table(os.path.join(out, "manifest")).to_pylist()
     assert rows[0]["warnings"] == []
-    assert rows[1]["warnings"] == ["image is 30x20 but the bitmap is 64x48"]
+    assert rows[1]["warnings"] == ["image and bitmap sizes differ: image 30x20, bitmap 64x48"]
     assert len(rows[2]["warnings"]) == 1
     assert rows[2]["warnings"][0].startswith("image size not checked: image: ")
 

@@ -20,7 +20,8 @@ from tests.e2e.test_vector_e2e import _expected, vector_release  # noqa: F401 (f
 
 sv = pytest.importorskip("supervision")
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-POSITION = {c["id"]: i for i, c in enumerate(synth.CATEGORIES)}
+# The instance formats' categories (stuff, has_instances: false, is no object) and classes.
+POSITION = {c["id"]: i for i, c in enumerate(c for c in synth.CATEGORIES if c["has_instances"])}
 
 
 @pytest.fixture
@@ -33,11 +34,12 @@ def seg_release(http_root):
 
 
 def _truth_instances(t):
-    """(class position, mask) per annotation with pixels, in annotation order."""
+    """(YOLO class, mask) per annotation of a thing category with pixels, in annotation
+    order."""
     out = []
     for a in t.annotations:
         m = t.id_map == a["id"]
-        if m.any():
+        if m.any() and a["category_id"] in POSITION:
             out.append((POSITION[a["category_id"]], m))
     return out
 

@@ -138,3 +138,57 @@ def test_chunked_vector_export_is_byte_identical(vector_release, tmp_path):
     a, b = tree(str(one)), tree(str(chunked))
     assert sorted(a) == sorted(b) and "coco-instance.json" in a
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_points_go_to_coco_keypoints_and_an_exact_detector_scores_ap_1(vector_release, tmp_path):
+    """A vector release whose shapes are 10 % points: coco-instance holds the boxes and
+    polygons only, so a detector predicting each of them exactly gets bbox AP 1.0 in
+    pycocotools (as 0x0 boxes, points cost AP 0.86 before); the points are all in
+    coco-keypoints, at their drawn positions, for keypoint tools."""
+    import contextlib
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    path, entries, _ = vector_release
+    points = {}  # image name -> [(category, x, y)]
+    for i, entry in enumerate(entries):
+        anns = entry["labels"]["ground-truth"]["attributes"]["annotations"]
+        if i % 3 == 0:  # a third of the samples get a point: ~10 % of the shapes
+            point = (synth.THINGS[i % 2], 5.5 + i, 6.25)
+            anns.append({"id": 50 + i, "category_id": point[0], "type": "point",
+                         "points": [[point[1], point[2]]]})
+            points[entry["name"]] = [point]
+    synth.write_release(os.path.dirname(path), entries, task_type="vector")
+    out = tmp_path / "out"
+    run(["--release", path, "--output", str(out), "--images", "none", *IN_MEMORY])
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(out / "coco-instance.json"))
+    assert not [a for a in gt.dataset["annotations"] if "keypoints" in a]
+    image_ids = {im["file_name"]: im["id"] for im in gt.dataset["images"]}
+    sizes = {im["file_name"]: (im["width"], im["height"]) for im in gt.dataset["images"]}
+    position = {c["id"]: i for i, c in enumerate(synth.CATEGORIES)}
+    category = {i: c for c, i in position.items()}
+    detections = [{"image_id": image_ids[e["name"]], "category_id": category[cls],
+                   "bbox": [x0, y0, x1 - x0, y1 - y0], "score": 1.0}
+                  for e in entries for cls, (x0, y0, x1, y1) in _expected(e, *sizes[e["name"]])]
+    assert len(detections) == len(gt.dataset["annotations"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[0] == pytest.approx(1.0)  # AP @ IoU 0.50:0.95
+
+    keypoints = json.loads((out / "coco-keypoints.json").read_text())
+    names = {im["id"]: im["file_name"] for im in keypoints["images"]}
+    got = {}
+    for a in keypoints["annotations"]:
+        x, y, v = a["keypoints"]
+        got.setdefault(names[a["image_id"]], []).append((a["category_id"], x, y))
+        assert v == 2 and a["num_keypoints"] == 1
+    assert got == points
+    assert [c["keypoints"] for c in keypoints["categories"]] == [
+        [c["name"]] for c in synth.CATEGORIES]
+    assert validate.validate(str(out)).ok

@@ -3,10 +3,21 @@
 Contract:
   * A document is `{"info", "categories", "images": [...], "annotations": [...]}`, written
     compact (no spaces), UTF-8, keys in a fixed order.
-  * `images` are in image-id order (release order). coco-instance annotation ids are dense,
-    start at 1 and follow (image id, annotation-list order): the id of an annotation is its
-    shard's offset (sum of the annotation counts of all earlier shards) plus its rank inside
-    the shard. Nothing depends on processing order, so every runner gives the same bytes.
+  * `images` are in image-id order (release order). coco-instance and coco-keypoints
+    annotation ids (`NUMBERED`) are dense, start at 1 and follow (image id, annotation-list
+    order): the id of an annotation is its shard's offset (sum of the annotation counts of
+    all earlier shards) plus its rank inside the shard. Nothing depends on processing
+    order, so every runner gives the same bytes.
+  * Every document lists the same category object for a category (`category_object`): id,
+    name, color (the colour of the semantic-color and panoptic pictures: the category's own,
+    the palette's when it has none, a stuff category's unique segment colour), isthing
+    (panoptic's: `has_instances`, missing -> 0), attributes (or null), then every other key
+    of the release's category in its original order. coco-instance lists the categories of
+    the instance formats (`Taxonomy.instance_categories`); a document of points adds
+    `keypoints: [its name]` and `skeleton: []` to each.
+  * A sample's part is `(index, image JSON, instance annotation JSONs, panoptic annotation
+    JSON, keypoint annotation JSONs)`; `format_part` says what each document takes of it
+    (a sample whose panoptic picture was left out is not in coco-panoptic).
   * Per-sample parts cross the shuffle packed (`pack_part`: zlib of the JSON texts).
   * Shards are consecutive ranges of `shard_size` sample indexes. Each shard is written as two
     fragments (comma-joined image objects and annotation objects); the final document is the
@@ -15,7 +26,6 @@ Contract:
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO
@@ -32,35 +42,59 @@ def info(release_name: str, dataset_name: str) -> dict:
     return {"description": dataset_name, "version": release_name}
 
 
-def instance_category(category: Category) -> dict:
-    """The SDK's category object: id, name, color (ints, or null), attributes (or null),
-    then every other key of the release's category in its original order."""
+NUMBERED = ("coco-instance", "coco-keypoints")  # documents whose annotation ids are assigned
+
+
+def category_object(category: Category, taxonomy: Taxonomy) -> dict:
+    """The category as every COCO document of the export lists it (see the contract)."""
     raw = category.raw_dict()
-    color = raw.get("color")
     out = {
         "id": category.id,
         "name": category.name,
-        "color": None if color is None else [int(math.floor(v + 0.5)) for v in color],
+        "color": list(taxonomy.panoptic_color(category.id)),
+        "isthing": int(category.has_instances),
         "attributes": raw.get("attributes"),
     }
     out.update((k, v) for k, v in raw.items() if k not in out)
     return out
 
 
+def _keypoint_categories(cats: list[dict]) -> list[dict]:
+    return [{**c, "keypoints": [c["name"]], "skeleton": []} for c in cats]
+
+
 def instance_header(release_name: str, dataset_name: str, taxonomy: Taxonomy,
                     keypoints: bool = False) -> dict:
-    """With `keypoints` (task types whose labels can hold points), every category also gets
-    `keypoints: [its name]` and `skeleton: []`: a point is one keypoint of its category
-    (see `vector`)."""
-    cats = [instance_category(c) for c in taxonomy.categories]
+    """With `keypoints` (keypoints releases, whose points are coco-instance's annotations),
+    every category also gets `keypoints: [its name]` and `skeleton: []`: a point is one
+    keypoint of its category (see `vector`)."""
+    cats = [category_object(c, taxonomy) for c in taxonomy.instance_categories]
     if keypoints:
-        cats = [{**c, "keypoints": [c["name"]], "skeleton": []} for c in cats]
+        cats = _keypoint_categories(cats)
     return {"info": info(release_name, dataset_name), "categories": cats}
+
+
+def keypoints_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
+    """coco-keypoints: the points of vector and sequence releases, every category a
+    one-keypoint category."""
+    cats = [category_object(c, taxonomy) for c in taxonomy.categories]
+    return {"info": info(release_name, dataset_name), "categories": _keypoint_categories(cats)}
 
 
 def panoptic_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) -> dict:
     return {"info": info(release_name, dataset_name),
-            "categories": taxonomy.panoptic_categories()}
+            "categories": [category_object(c, taxonomy) for c in taxonomy.categories]}
+
+
+def format_part(part: tuple, fmt: str) -> tuple[str | None, tuple[str, ...]]:
+    """(image JSON or None, annotation JSONs) that the document `fmt` takes of one sample's
+    part (see the contract)."""
+    _, image, instances, panoptic, keypoints = part
+    if fmt == "coco-instance":
+        return image, tuple(instances)
+    if fmt == "coco-keypoints":
+        return image, tuple(keypoints)
+    return (image, (panoptic,)) if panoptic is not None else (None, ())
 
 
 def with_id(body: str, ann_id: int) -> str:

@@ -2,9 +2,15 @@
 
 Contract:
   * An *exported instance* is an annotation whose id has pixels in the bitmap and whose
-    category is in the taxonomy. Every format shows exactly the exported instances; all other
+    category is in the taxonomy. Every format shows exactly the exported instances (the
+    instance formats those of the categories they keep, below); all other
     pixels (background, orphan ids, unknown categories) are 0 / black / VOID. Empty
     annotations, orphan ids and unknown categories become per-sample warnings.
+  * Instance formats (coco-instance, yolo, yolo-seg) show the exported instances of the
+    categories they keep (`Taxonomy.instance_categories`: stuff categories are left out
+    unless --stuff_as_instances); the pictures and coco-panoptic show every exported one.
+  * The COCO image object is `{id, file_name, height, width}`, plus `coco_url`, the image's
+    URL with every secret removed, when the sample has one.
   * coco-instance: one annotation body per exported instance, in annotation-list order, with
     `image_id`, `category_id`, `bbox` [x, y, w, h] (integer pixel extents), compressed-RLE
     `segmentation`, `area` (pixels), `iscrowd` 0, and the object `attributes` when present.
@@ -17,13 +23,17 @@ Contract:
     uses the category's unique stuff colour; the k-th instance of a thing category uses its
     category colour for k = 0, then deterministic offsets (blake2b of category and k),
     skipping colours already used in the image. No randomness: same input, same ids.
-  * yolo: `class xc yc w h` with the 0-based class position, normalised by the bitmap size,
+  * yolo: `class xc yc w h` with the YOLO class (`Taxonomy.yolo_class`), normalised by the bitmap size,
     six decimals, one line per exported instance; an image with none gets an empty file.
   * yolo-seg: `class x1 y1 x2 y2 ...`, one line per exported instance: all its connected
     components and holes in one polygon (`contours.yolo_points`, Ultralytics' segment
     format), normalised, six decimals; `labels/` or, with `yolo` too, `labels-seg/`.
-  * instance: 16-bit gray PNG of instance ids; an id > 65535 fails the sample (FormatError)
-    unless `instance_png="rgb24"`, which writes RGB with id = R + 256*G + 65536*B.
+  * instance: 16-bit gray PNG of instance ids; a sample with an id > 65535 has its instance
+    PNG left out (`SampleOutput.left_out`, with a warning naming --instance_png rgb24; its
+    other formats are exported) unless `instance_png="rgb24"`, which writes RGB with
+    id = R + 256*G + 65536*B.
+  * A format that cannot hold a sample's data leaves out that one file, never the sample:
+    the sample fails only for faults of its own (unreadable bitmap, malformed label).
   * semantic: category id + id_increment, 8-bit (16-bit for the whole export if needed).
   * instance-color: COLORMAP[(id - 1) % 36] on the full id (no uint8 wrap-around).
   * semantic-color: the category's colour (Taxonomy.color).
@@ -47,6 +57,10 @@ from transforms.model.taxonomy import COLORMAP, Taxonomy, rgb_id
 from transforms.model.types import Sample
 
 _MAX_LISTED = 10  # ids listed in one warning
+# Why a format's file was left out of a sample, and what keeps it: the warning's first part.
+LEFT_OUT = {
+    "instance": "instance PNG left out (ids above 65535 need --instance_png rgb24)",
+}
 
 
 def dumps(obj) -> str:
@@ -62,6 +76,7 @@ class ExportSettings:
     instance_png: str = "gray16"  # gray16 | rgb24
     coco_segmentation: str = "rle"  # rle | polygon (bitmap releases' coco-instance)
     vector: bool = False  # a vector task type (boxes, polygons): no bitmap
+    separate_keypoints: bool = False  # points go to coco-keypoints, not coco-instance
 
 
 @dataclasses.dataclass
@@ -76,6 +91,17 @@ class SampleOutput:
     warnings: list[str]
     artifacts: list[tuple[str, str]]  # (format, relative path)
     category_stats: tuple[tuple[int, int, int], ...] = ()  # (category, instances, pixels)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # formats that cannot hold it
+    keypoint_annotations: list[str] = dataclasses.field(default_factory=list)  # coco-keypoints
+
+
+def image_object(image_id: int, file_name: str, height: int, width: int,
+                 coco_url: str | None) -> str:
+    """The COCO image object's JSON text (see the contract)."""
+    image = {"id": image_id, "file_name": file_name, "height": height, "width": width}
+    if coco_url:
+        image["coco_url"] = coco_url
+    return dumps(image)
 
 
 def _ids(values) -> str:
@@ -90,20 +116,22 @@ def export_sample(
     settings: ExportSettings,
     image_ext: str,
     warnings: list[str] | None = None,
+    coco_url: str | None = None,
 ) -> SampleOutput:
     """All artifacts of `settings.formats` for one sample. Raises FormatError."""
     tax = settings.taxonomy
     formats = set(settings.formats)
     table = instance_table(id_map)
     exported, notes = _exported_instances(sample, table, tax)
+    instances = [(a, row) for a, row in exported if tax.yolo_class(a.category_id) >= 0]
     out = SampleOutput([], None, [], None, len(exported), list(warnings or []) + notes, [],
                        _category_stats(exported, table))
     if formats & {"coco-instance", "coco-panoptic"}:
-        out.coco_image = dumps({"id": sample.image_id,
-                                "file_name": paths.image_file_name(sample.stem, image_ext),
-                                "height": table.height, "width": table.width})
+        out.coco_image = image_object(sample.image_id,
+                                      paths.image_file_name(sample.stem, image_ext),
+                                      table.height, table.width, coco_url)
     polygons = settings.coco_segmentation == "polygon" and "coco-instance" in formats
-    shapes = (_instance_shapes(id_map, exported, table, polygons, "yolo-seg" in formats)
+    shapes = (_instance_shapes(id_map, instances, table, polygons, "yolo-seg" in formats)
               if polygons or "yolo-seg" in formats else [])
     if "coco-instance" in formats:
         if polygons:
@@ -111,9 +139,9 @@ def export_sample(
                     for coco, _ in shapes]
         else:
             segs = [f'{{"size":[{table.height},{table.width}],"counts":{json.dumps(r["counts"])}}}'
-                    for r in table.rles([row for _, row in exported])]
+                    for r in table.rles([row for _, row in instances])]
         out.coco_annotations = [_coco_annotation(sample, ann, table, row, seg)
-                                for (ann, row), seg in zip(exported, segs)]
+                                for (ann, row), seg in zip(instances, segs)]
 
     def emit(fmt: str, data: bytes) -> None:
         rel = paths.sample_file(fmt, sample.stem, settings.labelset)
@@ -122,7 +150,7 @@ def export_sample(
 
     segments, colors = (_panoptic_segments(exported, table, tax) if "coco-panoptic" in formats
                         else ([], {}))
-    luts = _picture_tables(formats, exported, table, settings, colors)
+    luts = _picture_tables(formats, exported, table, settings, colors, out)
     if luts:
         # Every picture is a small table looked up at each pixel of one label map; the PNG
         # writer needs only where labels change between rows, computed once for all.
@@ -136,12 +164,12 @@ def export_sample(
                                             settings.labelset).split("/", 1)[1],
              "image_id": sample.image_id})
     if "yolo" in formats:
-        emit("yolo", _yolo_lines(exported, table, tax).encode("ascii"))
+        emit("yolo", _yolo_lines(instances, table, tax).encode("ascii"))
     if "yolo-seg" in formats:
         rel = paths.yolo_seg_file(sample.stem, formats)
-        lines = [f"{tax.position(ann.category_id)} "
+        lines = [f"{tax.yolo_class(ann.category_id)} "
                  f"{contours.yolo_text(points, table.width, table.height)}\n"
-                 for (ann, _), (_, points) in zip(exported, shapes)]
+                 for (ann, _), (_, points) in zip(instances, shapes)]
         out.files.append((rel, "".join(lines).encode("ascii")))
         out.artifacts.append(("yolo-seg", rel))
     return out
@@ -194,9 +222,10 @@ def _category_stats(exported, table: InstanceTable) -> tuple[tuple[int, int, int
 
 
 def _picture_tables(formats: set[str], exported, table: InstanceTable, settings: ExportSettings,
-                    panoptic_colors: dict[int, tuple[int, int, int]]
+                    panoptic_colors: dict[int, tuple[int, int, int]], out: SampleOutput
                     ) -> list[tuple[str, np.ndarray]]:
-    """(format, lookup table indexed by table row + 1; row 0 is background) per picture."""
+    """(format, lookup table indexed by table row + 1; row 0 is background) per picture;
+    a picture that cannot hold the sample is left out (`out.left_out`, with a warning)."""
     tax = settings.taxonomy
     n = len(table) + 1
     ids = np.zeros(n, np.int64)
@@ -205,7 +234,12 @@ def _picture_tables(formats: set[str], exported, table: InstanceTable, settings:
         ids[row + 1] = ann.id
     luts = []
     if "instance" in formats:
-        luts.append(("instance", _instance_lut(ids, settings.instance_png)))
+        big = ids[ids > 0xFFFF]
+        if settings.instance_png == "gray16" and big.size:
+            out.left_out.append("instance")
+            out.warnings.append(f"{LEFT_OUT['instance']}: ids {_ids(big)}")
+        else:
+            luts.append(("instance", _instance_lut(ids, settings.instance_png)))
     if "semantic" in formats:
         lut = np.zeros(n, tax.semantic_dtype)
         for ann, row in exported:
@@ -234,7 +268,7 @@ def _yolo_lines(exported, table: InstanceTable, tax: Taxonomy) -> str:
     h, w = table.height, table.width
     for ann, row in exported:
         x0, y0, bw, bh = table.bbox_xywh(row)
-        lines.append(f"{tax.position(ann.category_id)} {(x0 + bw / 2) / w:.6f} "
+        lines.append(f"{tax.yolo_class(ann.category_id)} {(x0 + bw / 2) / w:.6f} "
                      f"{(y0 + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n")
     return "".join(lines)
 
@@ -255,14 +289,8 @@ def _coco_annotation(sample: Sample, ann, table: InstanceTable, row: int, seg: s
 
 
 def _instance_lut(ids: np.ndarray, mode: str) -> np.ndarray:
-    top = int(ids.max()) if ids.size else 0
     if mode == "rgb24":
         return id_to_rgb(ids.astype(np.uint32))
-    if top > 0xFFFF:
-        raise errors.FormatError(
-            f"instance id {top} is above 65535 and does not fit a 16-bit instance PNG "
-            "(rerun with --instance_png rgb24 to write 24-bit ids as RGB)"
-        )
     return ids.astype(np.uint16)
 
 

@@ -12,7 +12,8 @@ Contract:
     size from its own image header, its own extension (from its URL, else the sample name,
     else its bytes) and the label frame at the same position; label frames beyond the
     sample's frames have no image and are left out, counted in the warnings.
-  * COCO: one image per frame, id `Sample.frame_image_id(j)` (dense over the frames of the
+  * COCO (coco-instance, and coco-keypoints for the points): one image per frame, id
+    `Sample.frame_image_id(j)` (dense over the frames of the
     samples to export, in release order; see `types`), `file_name` `{frame stem}{ext}`.
     YOLO: `labels/{frame stem}.txt` per frame. Tracking (`track_id`) is not exported.
   * A sample is exported whole or not at all: one frame whose image is missing, has no URL
@@ -47,7 +48,7 @@ def merge_frames(sample: Sample, outs: list[SampleOutput]) -> SampleOutput:
     if sample.extra_label_frames:
         notes.append(f"label frames without an image (left out): {sample.extra_label_frames}")
     stats: dict[int, list[int]] = {}
-    images, bodies, files, artifacts = [], [], [], []
+    images, bodies, keypoints, files, artifacts = [], [], [], [], []
     instances = 0
     counted: dict[str, list] = {}  # "reason: N" warnings, summed over the frames
     for j, out in enumerate(outs):
@@ -62,6 +63,7 @@ def merge_frames(sample: Sample, outs: list[SampleOutput]) -> SampleOutput:
         if out.coco_image is not None:
             images.append(out.coco_image)
         bodies += out.coco_annotations
+        keypoints += out.keypoint_annotations
         files += out.files
         artifacts += out.artifacts
         instances += out.num_instances
@@ -73,4 +75,5 @@ def merge_frames(sample: Sample, outs: list[SampleOutput]) -> SampleOutput:
               for text, (n, js) in counted.items()]
     # Several image objects in one part: the COCO fragments are comma-joined texts.
     return SampleOutput(files, ",".join(images) or None, bodies, None, instances, notes,
-                        artifacts, tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
+                        artifacts, tuple((c, n, px) for c, (n, px) in sorted(stats.items())),
+                        keypoint_annotations=keypoints)

@@ -1,4 +1,4 @@
-"""Vector labels (`bboxes` and `vector` task types) to coco-instance and YOLO.
+"""Vector labels (`bboxes`, `vector`, `keypoints`, sequences) to coco-instance, coco-keypoints and YOLO.
 
 Contract:
   * Coordinates are pixels of the image as displayed (EXIF orientation applied), origin at
@@ -11,7 +11,10 @@ Contract:
     fewer than 3 corners) is dropped with a warning; so are annotations whose category is not
     in the taxonomy, `polyline` annotations (no COCO or YOLO shape holds a line) and
     unknown types.
-  * point (`vector`, `keypoints`, sequences): one COCO keypoint annotation per point, as one
+  * point (`vector`, `keypoints`, sequences): one COCO keypoint annotation per point, in
+    coco-keypoints (vector and sequence releases, `ExportSettings.separate_keypoints`: so
+    that coco-instance holds only objects a detector can find) or in coco-instance
+    (keypoints releases, points only), as one
     keypoint of its category (the category lists `keypoints: [its name]`, `skeleton: []`):
     `keypoints [x, y, 2]` (visible), `num_keypoints` 1, `bbox [x, y, 0, 0]` (the extent of
     its keypoints, as pycocotools computes it for results), `iscrowd` 0 and `area` = W * H
@@ -21,11 +24,12 @@ Contract:
     YOLO has no line for a point (detection needs a box, pose a box per object): points
     are counted in the warnings of samples exported to yolo.
   * coco-instance: `{image_id, category_id, bbox [x, y, w, h], area, iscrowd 0}`, plus
-    `segmentation` `[[x1, y1, x2, y2, ...]]` for polygons (boxes carry none), plus the object
-    `attributes` when present. Numbers are rounded to 1/1000 pixel, so equal inputs give
-    equal text.
+    `segmentation` `[[x1, y1, x2, y2, ...]]` for polygons (boxes carry none: evaluate masks
+    on the annotations that have one), plus the object `attributes` when present. Numbers
+    are rounded to 1/1000 pixel, so equal inputs give equal text.
   * yolo: one `class xc yc w h` line per exported box or polygon (its box), normalised to
-    [0, 1], six decimals, 0-based class position; a sample gets a file even when empty.
+    [0, 1], six decimals, the YOLO class (`Taxonomy.yolo_class`: every category of a shape
+    release); a sample gets a file even when empty.
   * yolo-seg: one `class x1 y1 x2 y2 ...` line per exported polygon (its clipped corners) or
     box (its four corners, clockwise from the top-left), coordinates divided by the image
     size (the continuous coordinates, as Ultralytics' convert_coco writes COCO polygons),
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps
+from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps, image_object
 from transforms.model import paths
 from transforms.model.types import Annotation, Sample
 
@@ -142,13 +146,16 @@ def keypoint_body(image_id: int, ann: Annotation, point: Point, width: int,
 
 
 def export_vector_sample(sample: Sample, width: int, height: int, settings: ExportSettings,
-                         image_ext: str, warnings: list[str] | None = None) -> SampleOutput:
-    """coco-instance and yolo artifacts of one vector sample (see the contract)."""
+                         image_ext: str, warnings: list[str] | None = None,
+                         coco_url: str | None = None) -> SampleOutput:
+    """coco-instance, coco-keypoints and yolo artifacts of one vector sample (see the
+    contract)."""
     tax = settings.taxonomy
     formats = set(settings.formats)
     notes = list(warnings or [])
     dropped: dict[str, int] = {}
-    bodies, lines, seg_lines, stats = [], [], [], {}
+    bodies, keypoints, lines, seg_lines, stats = [], [], [], [], {}
+    points_to = "coco-keypoints" if settings.separate_keypoints else "coco-instance"
     points_not_in_yolo = 0
     for ann in sample.annotations:
         if tax.position(ann.category_id) < 0:
@@ -159,8 +166,9 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
                 dropped[point] = dropped.get(point, 0) + 1
                 continue
             stats.setdefault(ann.category_id, [0, 0])[0] += 1
-            if "coco-instance" in formats:
-                bodies.append(dumps(keypoint_body(sample.image_id, ann, point, width, height)))
+            if points_to in formats:
+                body = dumps(keypoint_body(sample.image_id, ann, point, width, height))
+                (keypoints if settings.separate_keypoints else bodies).append(body)
             points_not_in_yolo += 1
             continue
         else:
@@ -183,22 +191,23 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
             if ann.attributes:
                 body["attributes"] = dict(ann.attributes)
             bodies.append(dumps(body))
-        lines.append(f"{tax.position(ann.category_id)} {(x0 + x1) / 2 / width:.6f} "
+        lines.append(f"{tax.yolo_class(ann.category_id)} {(x0 + x1) / 2 / width:.6f} "
                      f"{(y0 + y1) / 2 / height:.6f} {(x1 - x0) / width:.6f} "
                      f"{(y1 - y0) / height:.6f}\n")
         if "yolo-seg" in formats:
-            seg_lines.append(yolo_seg_line(tax.position(ann.category_id), (x0, y0, x1, y1),
+            seg_lines.append(yolo_seg_line(tax.yolo_class(ann.category_id), (x0, y0, x1, y1),
                                            poly, width, height))
     for reason, n in sorted(dropped.items()):
         notes.append(f"annotations left out ({reason}): {n}")
     if points_not_in_yolo and formats & {"yolo", "yolo-seg"}:
         notes.append(f"points left out of yolo (a point has no box): {points_not_in_yolo}")
     out = SampleOutput([], None, bodies, None, len(lines) + points_not_in_yolo, notes, [],
-                       tuple((c, n, px) for c, (n, px) in sorted(stats.items())))
-    if "coco-instance" in formats:
-        out.coco_image = dumps({"id": sample.image_id,
-                                "file_name": paths.image_file_name(sample.stem, image_ext),
-                                "height": height, "width": width})
+                       tuple((c, n, px) for c, (n, px) in sorted(stats.items())),
+                       keypoint_annotations=keypoints)
+    if formats & {"coco-instance", "coco-keypoints"}:
+        out.coco_image = image_object(sample.image_id,
+                                      paths.image_file_name(sample.stem, image_ext),
+                                      height, width, coco_url)
     if "yolo" in formats:
         rel = paths.sample_file("yolo", sample.stem, settings.labelset)
         out.files.append((rel, "".join(lines).encode("ascii")))

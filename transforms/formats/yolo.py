@@ -4,7 +4,9 @@ Contract:
   * Layout: `images/{stem}{ext}` and `labels/{stem}.txt` side by side (Ultralytics finds a
     label by replacing `/images/` with `/labels/`), plus `data.yaml` at the output root.
   * `data.yaml` lists the classes as `names: {index: name}` with 0-based contiguous indexes in
-    the release's category order; `train` and `val` point at `images` (no `path`, so
+    the release's category order, over the categories the instance formats keep
+    (`Taxonomy.instance_categories`: no stuff unless --stuff_as_instances); with
+    `--images none` a comment says where the images must go; `train` and `val` point at `images` (no `path`, so
     Ultralytics resolves them against the folder holding data.yaml).
   * Label lines are `class xc yc w h`, normalised to [0, 1], six decimals.
 """
@@ -16,14 +18,20 @@ import json
 from transforms.model.taxonomy import Taxonomy
 
 
-def data_yaml(taxonomy: Taxonomy) -> bytes:
-    lines = [
-        "# YOLO dataset written by segments-beam-export (Ultralytics layout).",
+def data_yaml(taxonomy: Taxonomy, images_copied: bool = True) -> bytes:
+    lines = ["# YOLO dataset written by segments-beam-export (Ultralytics layout)."]
+    if not images_copied:
+        lines += [
+            "# The images are not in this export (--images none): put each one at",
+            "# images/<file name> next to labels/ (the manifest's image_url column says where",
+            "# each comes from, and coco-instance.json's images[].file_name its file name).",
+        ]
+    lines += [
         "train: images",
         "val: images",
-        f"nc: {len(taxonomy.categories)}",
+        f"nc: {len(taxonomy.instance_categories)}",
         "names:",
     ]
-    for i, c in enumerate(taxonomy.categories):
+    for i, c in enumerate(taxonomy.instance_categories):
         lines.append(f"  {i}: {json.dumps(c.name, ensure_ascii=False)}")
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -49,6 +49,7 @@ UNKNOWN_IMAGE_EXT = ".bin"  # the copied image's extension when its format is un
 _FILE_EXTS = tuple(sorted(_IMAGE_EXTS | {".txt", UNKNOWN_IMAGE_EXT}))
 
 COCO_INSTANCE_JSON = "coco-instance.json"
+COCO_KEYPOINTS_JSON = "coco-keypoints.json"
 COCO_PANOPTIC_JSON = "coco-panoptic.json"
 YOLO_DATA_YAML = "data.yaml"
 FAILURES = "failures.jsonl"
@@ -59,8 +60,13 @@ REPORT = "report.json"
 RUN = "run.json"  # this run's wall time, rate and runner: the one file that differs between runs
 PREVIEW = "preview.png"
 
+# The COCO documents, by format.
+COCO_FILES = {"coco-instance": COCO_INSTANCE_JSON, "coco-keypoints": COCO_KEYPOINTS_JSON,
+              "coco-panoptic": COCO_PANOPTIC_JSON}
+
 # Everything an export writes at the top of OUT (a rerun replaces exactly these).
-OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_PANOPTIC_JSON, "coco-panoptic",
+OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_KEYPOINTS_JSON, COCO_PANOPTIC_JSON,
+         "coco-panoptic",
          YOLO_DATA_YAML, "labels", "labels-seg", "images", "instance", "semantic", "instance-color",
          "semantic-color", MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW)
 

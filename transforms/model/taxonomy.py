@@ -6,7 +6,10 @@ Contract:
   * semantic colour = the category's own RGB colour, keyed by category **id**; categories
     without a colour get `COLORMAP[position % 36]` (position in the release's list, the SDK's
     fallback).
-  * YOLO class = the category's 0-based position in the release's list (contiguous).
+  * Instance formats (coco-instance, yolo, yolo-seg) leave out stuff categories (`stuff`:
+    `has_instances: false`) unless `instances_keep_stuff` (--stuff_as_instances, or a shape
+    release, whose every shape is an object): `instance_categories`.
+  * YOLO class = the category's 0-based position among `instance_categories` (contiguous).
   * Panoptic: `isthing` = has_instances (missing/null -> stuff). Each stuff category gets a
     colour (= its segment id) unique among stuff categories and never black: its own colour
     when free, otherwise the next free colour from `COLORMAP`, then a deterministic scan.
@@ -43,15 +46,24 @@ def rgb_id(c: Sequence[int]) -> int:
 class Taxonomy:
     categories: tuple[Category, ...]
     id_increment: int = 0
+    instances_keep_stuff: bool = False
 
     def __post_init__(self):
         by_id = {c.id: i for i, c in enumerate(self.categories)}
         object.__setattr__(self, "_pos", by_id)
         object.__setattr__(self, "_stuff", _stuff_colors(self.categories))
+        kept = tuple(c for c in self.categories if self.instances_keep_stuff or not c.stuff)
+        object.__setattr__(self, "instance_categories", kept)
+        object.__setattr__(self, "_class", {c.id: i for i, c in enumerate(kept)})
 
     def position(self, category_id: int) -> int:
-        """0-based position in the release's list (the YOLO class), -1 if unknown."""
+        """0-based position in the release's list, -1 if unknown."""
         return self._pos.get(category_id, -1)
+
+    def yolo_class(self, category_id: int) -> int:
+        """0-based position among `instance_categories` (the YOLO class), -1 if the category
+        is unknown or left out of the instance formats."""
+        return self._class.get(category_id, -1)
 
     def category(self, category_id: int) -> Category | None:
         p = self._pos.get(category_id)
@@ -79,13 +91,10 @@ class Taxonomy:
         """Segment ids taken by stuff categories (never used for things)."""
         return frozenset(rgb_id(c) for c in self._stuff.values())
 
-    def panoptic_categories(self) -> list[dict]:
-        out = []
-        for c in self.categories:
-            color = self._stuff[c.id] if not c.has_instances else self.color(c.id)
-            out.append({"id": c.id, "name": c.name, "color": list(color), "attributes": None,
-                        "isthing": int(c.has_instances)})
-        return out
+    def panoptic_color(self, category_id: int) -> tuple[int, int, int]:
+        """A stuff category's unique segment colour, a thing category's semantic colour."""
+        c = self.category(category_id)
+        return self._stuff[c.id] if not c.has_instances else self.color(c.id)
 
 
 def _stuff_colors(categories: Sequence[Category]) -> dict[int, tuple[int, int, int]]:

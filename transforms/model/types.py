@@ -24,6 +24,7 @@ SEGMENTATION_TASKS = ("segmentation-bitmap", "segmentation-bitmap-highres")
 # Export formats, in the order they are listed everywhere (CLI help, report, manifest).
 FORMATS = (
     "coco-instance",
+    "coco-keypoints",
     "coco-panoptic",
     "yolo",
     "yolo-seg",
@@ -44,11 +45,19 @@ SHAPE_TASKS = VECTOR_TASKS + KEYPOINT_TASKS + SEQUENCE_TASKS
 # sample, several times a box format, and few trainers need them.
 OPT_IN_FORMATS = ("yolo-seg",)
 
-FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
-FORMATS_BY_TASK.update({task: ("coco-instance", "yolo", "yolo-seg") for task in VECTOR_TASKS})
+FORMATS_BY_TASK = {task: tuple(f for f in FORMATS if f != "coco-keypoints")
+                   for task in SEGMENTATION_TASKS}
+# Points of vector and sequence releases go to coco-keypoints, so that coco-instance holds
+# only boxes and polygons (a point is no detection: as a 0x0 box it costs AP).
+FORMATS_BY_TASK.update({"bboxes": ("coco-instance", "yolo", "yolo-seg"),
+                        "vector": ("coco-instance", "coco-keypoints", "yolo", "yolo-seg")})
 # A lone point has no box: YOLO (detection or pose) has nothing to hold it.
 FORMATS_BY_TASK.update({task: ("coco-instance",) for task in KEYPOINT_TASKS})
-FORMATS_BY_TASK.update({task: ("coco-instance", "yolo") for task in SEQUENCE_TASKS})
+FORMATS_BY_TASK.update({task: ("coco-instance", "coco-keypoints", "yolo")
+                        for task in SEQUENCE_TASKS})
+# Task types whose points go to coco-keypoints (keypoints releases: points only, in
+# coco-instance).
+SEPARATE_KEYPOINT_TASKS = ("vector",) + SEQUENCE_TASKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +70,13 @@ class Category:
 
     def raw_dict(self) -> dict[str, Any]:
         return dict(self.raw)
+
+    @property
+    def stuff(self) -> bool:
+        """Marked `has_instances: false`: a stuff category by the release's own word. (A
+        category without the key is stuff for panoptic, as the SDK reads it, but not left
+        out of the instance formats: old releases never set it.)"""
+        return dict(self.raw).get("has_instances") is False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +113,7 @@ class Sample:
     frames: tuple[Frame, ...] | None = None  # sequences only (see the contract)
     frame_base: int = 0  # sequences: frames of the samples to export before this one
     extra_label_frames: int = 0  # sequences: label frames without a sample frame (left out)
+    metadata: str | None = None  # the sample's metadata as JSON text (sorted keys), if any
 
     @property
     def image_id(self) -> int:
@@ -123,6 +140,9 @@ class ManifestRow:
     warnings: tuple[str, ...] = ()
     category_stats: tuple[tuple[int, int, int], ...] = ()  # (category, instances, pixels)
     file_sizes: tuple[tuple[str, int], ...] = ()  # (format, bytes) of per-sample files
+    left_out: tuple[str, ...] = ()  # formats whose file could not hold this sample's data
+    image_url: str | None = None  # the image's URL, secrets removed (`storage.public_url`)
+    metadata: str | None = None  # the sample's metadata, as JSON text
 
 
 EXPORTED, FAILED, SKIPPED = "exported", "failed", "skipped"

@@ -36,6 +36,8 @@ from transforms.release.selection import (
     check_identity,
     filter_reason,
     identity,
+    image_url,
+    metadata_text,
     sample_status,
     skip_reason,
 )
@@ -102,6 +104,8 @@ class Decision:
     skipped: str | None = None  # reason, when skipped (filtered out, no label, ...)
     failed: errors.SampleError | None = None  # when malformed
     image_id: int | None = None  # selected samples keep their number even when skipped
+    metadata: str | None = None  # the sample's metadata as JSON text (`metadata_text`)
+    image_url: str | None = None  # its image's URL, as the release has it
 
     @property
     def selected(self) -> bool:
@@ -124,14 +128,15 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
                            failed=errors.SampleSchemaError(raw.reason))
             continue
         uuid, name = identity(raw, position)
+        source = {"metadata": metadata_text(raw), "image_url": image_url(raw)}
         try:
             status = sample_status(raw, info.labelset)
         except errors.SampleError as e:
-            yield Decision(position, uuid, name, None, failed=e)
+            yield Decision(position, uuid, name, None, failed=e, **source)
             continue
         reason = filter_reason(raw, status, selection)
         if reason is not None:
-            yield Decision(position, uuid, name, status, skipped=reason)
+            yield Decision(position, uuid, name, status, skipped=reason, **source)
             continue
         image_id = index + 1
         index += 1
@@ -143,12 +148,12 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
             sample = (parse_sample(raw, position, image_id - 1, info, frames)
                       if reason is None else None)
         except errors.SampleError as e:
-            yield Decision(position, uuid, name, status, failed=e, image_id=image_id)
+            yield Decision(position, uuid, name, status, failed=e, image_id=image_id, **source)
         else:
             if sample is not None and sample.frames is not None:
                 frames += len(sample.frames)
             yield Decision(position, uuid, name, status, sample=sample, skipped=reason,
-                           image_id=image_id)
+                           image_id=image_id, **source)
 
 
 def plan(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> dict[str, Any]:

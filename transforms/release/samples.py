@@ -22,7 +22,7 @@ from typing import Any
 from transforms.model import errors
 from transforms.model.types import SEQUENCE_TASKS, SHAPE_TASKS, Annotation, Frame, Sample
 from transforms.release.layouts import ReleaseInfo
-from transforms.release.selection import identity
+from transforms.release.selection import identity, metadata_text
 from transforms.release.values import brief, is_int, json_kind
 
 MAX_INSTANCE_ID = (1 << 24) - 1
@@ -50,7 +50,8 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         frames, extra = _frames(sample_attrs, attrs, base)
         return Sample(index=index, position=position, uuid=uuid, name=name, image_url=None,
                       label_status=status, annotations=(), bitmap_url=None, frames=frames,
-                      frame_base=frame_base, extra_label_frames=extra)
+                      frame_base=frame_base, extra_label_frames=extra,
+                      metadata=metadata_text(raw))
     annotations = _annotations(attrs, base, vector)
     bitmap_url = None
     if not vector:  # vector labels have no bitmap: whatever is there is not read
@@ -65,6 +66,7 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         label_status=status,
         annotations=annotations,
         bitmap_url=bitmap_url,
+        metadata=metadata_text(raw),
     )
 
 

@@ -15,6 +15,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,3 +120,20 @@ def parse_metadata_filters(pairs: list[str]) -> tuple[tuple[str, Any], ...]:
             value = text
         out.append((key, value))
     return tuple(out)
+
+
+def metadata_text(raw: Any) -> str | None:
+    """The sample's `metadata` as compact JSON text (keys sorted), None when missing or
+    null: what the manifest keeps, whatever its shape."""
+    if not isinstance(raw, Mapping) or raw.get("metadata") is None:
+        return None
+    return json.dumps(raw["metadata"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def image_url(raw: Any) -> str | None:
+    """`attributes.image.url` when it is a string (for the manifest of samples that are not
+    exported; an exported sample's URL is checked by `samples.parse_sample`)."""
+    attrs = raw.get("attributes") if isinstance(raw, Mapping) else None
+    image = attrs.get("image") if isinstance(attrs, Mapping) else None
+    url = image.get("url") if isinstance(image, Mapping) else None
+    return url if isinstance(url, str) and url else None

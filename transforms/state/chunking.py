@@ -15,8 +15,8 @@ Contract:
   * Every chunk writes its share of the global outputs as parts in the temporary folder
     (`PartPaths`); `Merge` streams them into the final files with the same functions a
     single run uses, in release order, so the export is byte-identical to a one-chunk run.
-  * COCO annotation ids continue across chunks: chunk k's ids start after the annotations
-    of chunks 0..k-1 (`id_base`, from each chunk's total).
+  * COCO annotation ids (coco-instance, coco-keypoints) continue across chunks: chunk k's
+    ids start after the annotations of chunks 0..k-1 (`id_base`, from each chunk's total).
   * Nothing here imports Beam; the pickles are private temporary files of one run.
 """
 
@@ -43,7 +43,6 @@ from transforms.summary.report import Report, ReportAccumulator
 
 ROWS_PER_CHUNK_FACTOR = 20
 AUTO_CHUNK_SAMPLES = 2000  # `chunk_samples: auto` on local runners (benchmarks/memory.py)
-COCO_FILES = {"coco-instance": paths.COCO_INSTANCE_JSON, "coco-panoptic": paths.COCO_PANOPTIC_JSON}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +93,12 @@ def decision_row(d: release.Decision) -> ManifestRow | None:
     """The manifest row of a sample that never reaches the export step (None if it does)."""
     if d.sample is not None:
         return None
+    source = {"image_url": storage.public_url(d.image_url), "metadata": d.metadata}
     if d.failed is not None:
         return ManifestRow(d.position, d.uuid, d.name, FAILED, image_id=d.image_id,
-                           reason=d.failed.reason, stage=d.failed.stage)
-    return ManifestRow(d.position, d.uuid, d.name, SKIPPED, image_id=d.image_id, reason=d.skipped)
+                           reason=d.failed.reason, stage=d.failed.stage, **source)
+    return ManifestRow(d.position, d.uuid, d.name, SKIPPED, image_id=d.image_id,
+                       reason=d.skipped, **source)
 
 
 def _stem_hash(stem: str) -> int:
@@ -253,7 +254,7 @@ class Merge:
         if kind == "coco":
             folder = storage.join(self.temp, task[1])
             images, anns = _listing(folder, "images-"), _listing(folder, "annotations-")
-            path = storage.join(self.output, COCO_FILES[task[1]])
+            path = storage.join(self.output, paths.COCO_FILES[task[1]])
             with storage.open_atomic(path) as out:
                 coco.write_document(out, self.coco_headers[task[1]],
                                     (storage.open_read(p) for p in images),

@@ -36,7 +36,6 @@ import re
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -45,36 +44,11 @@ from transforms.model import paths
 from transforms.model.types import EXPORTED, SEQUENCE_TASKS, Sample
 from transforms.state import chunking, ledger
 from transforms.storage import pickles
+from transforms.storage.urls import stable_url
 from transforms.summary.preview import PREVIEW_SAMPLES
 
 KEY_BYTES = 24
 _KEY_DTYPE = f"S{KEY_BYTES}"
-
-# Query parameters that sign or authorise a URL rather than name what it points to.
-_SIGNING = frozenset({
-    "awsaccesskeyid", "signature", "expires", "policy", "key-pair-id",  # AWS v2, CloudFront
-    "googleaccessid",  # GCS v2
-    "token", "access_token", "sig",
-})
-_SIGNING_PREFIXES = ("x-amz-", "x-goog-")
-# Azure shared access signatures: these only when the URL carries `sig`.
-_AZURE_SAS = frozenset({"sv", "ss", "srt", "sp", "se", "st", "spr", "sr", "sdd", "si",
-                        "skoid", "sktid", "skt", "ske", "sks", "skv", "saoid", "suoid",
-                        "scid", "rscc", "rscd", "rsce", "rscl", "rsct"})
-
-
-def stable_url(url: str) -> str:
-    """`url` without its signing parameters (the rest of the query kept, in order)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    azure = any(k.lower() == "sig" for k, _ in pairs)
-    kept = [(k, v) for k, v in pairs
-            if not (k.lower() in _SIGNING or k.lower().startswith(_SIGNING_PREFIXES)
-                    or (azure and k.lower() in _AZURE_SAS))]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
-
 
 def _stable(value: Any) -> Any:
     """A hashable, position-free, signature-free form of a sample's content."""
@@ -225,11 +199,12 @@ def rewrite(e: tuple, position: int, index: int, sequence: bool = False) -> tupl
     if part is not None and sequence:
         part = (index, *part[1:])
     elif part is not None:
-        _, image, bodies, panoptic = part
+        _, image, bodies, panoptic, keypoints = part
         part = (index,
                 None if image is None else _swap(image, '{"id":', image_id),
                 tuple(_swap(b, '{"image_id":', image_id) for b in bodies),
-                None if panoptic is None else _swap(panoptic, ',"image_id":', image_id, "}"))
+                None if panoptic is None else _swap(panoptic, ',"image_id":', image_id, "}"),
+                tuple(_swap(b, '{"image_id":', image_id) for b in keypoints))
     if thumb is not None:
         thumb = (index, thumb[1], thumb[2]) if index < PREVIEW_SAMPLES else None
     return position, status, pickles.pack((row, part, thumb)), key

@@ -17,7 +17,7 @@ Contract:
     by position, with
     `packed = zlib(pickle((ManifestRow, coco part or None, preview thumbnail or None)))`;
     the coco part is the export step's `(index, image JSON, annotation JSONs, panoptic
-    JSON)`; `key` identifies an exported sample's content and output name for `--since`
+    JSON, keypoint annotation JSONs)` (`coco.format_part`); `key` identifies an exported sample's content and output name for `--since`
     (`incremental.sample_key`), None for rows that never reached the export step. Files
     sorted by name give the entries in release order.
   * `combine` writes a new generation: the old entries with the re-exported positions
@@ -42,12 +42,11 @@ from transforms.formats import coco
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
 from transforms.model.types import FAILED, ManifestRow
-from transforms.state import chunking
 from transforms.storage import pickles
 from transforms.summary import manifest, preview, report
 from transforms.summary.report import ReportAccumulator
 
-VERSION = 2  # bump when an entry's meaning changes: older states are then refused
+VERSION = 3  # bump when an entry's meaning changes: older states are then refused
 LEDGER_POSITIONS = 10_000  # release positions per ledger shard
 STATE_JSON = "state.json"
 _COPY = 1 << 20
@@ -305,19 +304,19 @@ class Rebuild:
     def _coco(self, fmt: str) -> str:
         """One pass over the ledger: images and annotations go to two local spool files,
         then into the document (ids numbered in release order, as the run's writer does)."""
-        instance = fmt == "coco-instance"
-        path = storage.join(self.output, chunking.COCO_FILES[fmt])
+        numbered = fmt in coco.NUMBERED
+        path = storage.join(self.output, paths.COCO_FILES[fmt])
         with tempfile.TemporaryFile() as images, tempfile.TemporaryFile() as anns:
             next_id, sep_image, sep_ann = 1, b"", b""
             for _, part, _ in results(self.ledger):
                 if part is None:
                     continue
-                _, image, bodies, panoptic = part
+                image, bodies = coco.format_part(part, fmt)
                 if image is not None:
                     images.write(sep_image + image.encode("utf-8"))
                     sep_image = b","
-                for body in (bodies if instance else (panoptic,)):
-                    anns.write(sep_ann + (coco.with_id(body, next_id) if instance
+                for body in bodies:
+                    anns.write(sep_ann + (coco.with_id(body, next_id) if numbered
                                           else body).encode("utf-8"))
                     next_id += 1
                     sep_ann = b","

@@ -36,4 +36,13 @@ from transforms.storage.http import (
     http_session,
     open_release,
 )
-from transforms.storage.urls import REMOTE_SCHEMES, is_remote, join, redact, resolve, scheme
+from transforms.storage.urls import (
+    REMOTE_SCHEMES,
+    is_remote,
+    join,
+    public_url,
+    redact,
+    resolve,
+    scheme,
+    stable_url,
+)

@@ -11,6 +11,12 @@ Contract:
     row group, not the shard).
   * Artifact columns hold paths relative to the output folder, null when not produced; a
     sequence's row names its first frame's files (the others follow `sequence.frame_stem`).
+  * `image_url`: the image's URL as the release gives it (a relative one is relative to the
+    release file; a sequence's first frame's), secrets removed (`storage.public_url`): with
+    `--images none`, where to fetch it (COCO's `coco_url` holds remote URLs resolved). `metadata`: the
+    sample's metadata as JSON text (keys sorted), null when it has none, to join or filter
+    on (`json.loads`, or DuckDB's `metadata->>'split'`). `left_out`: formats whose file
+    could not hold the sample's data (see the warnings).
   * failures.jsonl: one JSON object per failed sample, sorted by position:
     {"position", "uuid", "name", "image_id", "stage", "reason"}. URLs in reasons are redacted.
 """
@@ -57,6 +63,9 @@ SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("num_instances", pa.int32()),
         ("warnings", pa.list_(pa.string())),
+        ("left_out", pa.list_(pa.string())),
+        ("image_url", pa.string()),
+        ("metadata", pa.string()),
     ]
     + [(_column(k), pa.string()) for k in ARTIFACT_COLUMNS]
 )
@@ -83,6 +92,9 @@ def table(rows: Iterable[ManifestRow]) -> pa.Table:
         cols["reason"].append(r.reason)
         cols["num_instances"].append(r.num_instances)
         cols["warnings"].append(list(r.warnings))
+        cols["left_out"].append(list(r.left_out))
+        cols["image_url"].append(r.image_url)
+        cols["metadata"].append(r.metadata)
         arts: dict[str, str] = {}
         for k, path in r.artifacts:  # a sequence's first frame stands for its frames
             arts.setdefault(k, path)

@@ -55,55 +55,91 @@ def count(folder: str) -> int:
     return total
 
 
-def line(done: int, total: int, elapsed: float, width: int = 30) -> str:
-    """`[#####.....] 120/1000 samples  40.0/s  ETA 22s`."""
+def line(done: int, total: int, elapsed: float | None, width: int = 30) -> str:
+    """`[#####.....] 120/1000 samples  40.0/s  ETA 22s`; `elapsed` is the time since the
+    first sample was done (None before: no rate or ETA is shown until there is one)."""
     done = min(done, total) if total else done
     frac = done / total if total else 1.0
     bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = max(0.0, (total - done) / rate) if rate > 0 else 0.0
+    head = f"[{bar}] {done}/{total} samples"
+    if not done or not elapsed or elapsed < 2.0:
+        return head + ("  starting" if not done else "")
+    rate = done / elapsed
+    eta = max(0.0, (total - done) / rate)
     eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if eta >= 60 else f"{eta:.0f}s"
-    return f"[{bar}] {done}/{total} samples  {rate:.1f}/s  ETA {eta_text}"
+    return f"{head}  {rate:.1f}/s  ETA {eta_text}"
+
+
+_CLEAR = "\r\033[K"  # carriage return, erase the line
+_LOCK = threading.RLock()  # a log line may be emitted while the bar is being drawn
+_ACTIVE: list[Monitor] = []  # the monitor drawing a bar on the terminal, if any
+
+
+class BarAwareHandler(logging.StreamHandler):
+    """A log handler that erases the progress bar before a message and draws it again
+    after, so that a message never ends up glued to the bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with _LOCK:
+            bar = _ACTIVE[-1] if _ACTIVE else None
+            if bar is not None and bar.tty and bar.stream is self.stream:
+                self.stream.write(_CLEAR)
+            super().emit(record)
+            if bar is not None:
+                bar.redraw()
 
 
 class Monitor:
-    """A daemon thread printing progress of `total` samples ticked into `folder`."""
+    """A daemon thread showing the progress of `total` samples ticked into `folder`: a bar
+    redrawn every second on a terminal (erased when done), a log line every `log_every`
+    seconds otherwise."""
 
     def __init__(self, folder: str, total: int, stream=None, log_every: float = 10.0):
         self._folder, self._total = folder, total
-        self._stream = stream or sys.stderr
-        self._tty = hasattr(self._stream, "isatty") and self._stream.isatty()
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._log_every = log_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = time.monotonic()
+        self._text = ""
+        self._first = None  # when the first sample was done
 
     def __enter__(self) -> Monitor:
-        self._started = time.monotonic()
+        with _LOCK:
+            _ACTIVE.append(self)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        text = line(count(self._folder), self._total, time.monotonic() - self._started)
-        if self._tty:
-            self._stream.write("\r" + text + "\n")
-            self._stream.flush()
-        else:
-            _LOGGER.info("progress %s", text)
+        with _LOCK:
+            _ACTIVE.remove(self)
+            if self.tty and self._text:
+                self.stream.write(_CLEAR)  # the summary follows; no stale bar above it
+                self.stream.flush()
+
+    def redraw(self) -> None:
+        """Draws the last text again (the caller holds the lock)."""
+        if self.tty and self._text:
+            self.stream.write("\r" + self._text)
+            self.stream.flush()
 
     def _run(self) -> None:
         last_log = time.monotonic()
         while not self._stop.wait(1.0):
             now = time.monotonic()
             done = count(self._folder)
-            text = line(done, self._total, now - self._started)
+            if done and self._first is None:
+                self._first = now - 1.0  # it happened within the last second
+            text = line(done, self._total, None if self._first is None else now - self._first)
             if self._total and done >= self._total:
                 text += "  finishing (COCO documents, manifest)"
-            if self._tty:
-                self._stream.write("\r" + text)
-                self._stream.flush()
-            elif now - last_log >= self._log_every:
-                _LOGGER.info("progress %s", text)
+            with _LOCK:
+                self._text = text
+                if self.tty:
+                    self.stream.write(_CLEAR + text)
+                    self.stream.flush()
+            if not self.tty and now - last_log >= self._log_every:
+                _LOGGER.info("progress %s", text)  # outside the lock: the handler takes it
                 last_log = now

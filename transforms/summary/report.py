@@ -4,8 +4,12 @@ Contract:
   * `ReportAccumulator` is a combiner: `add(acc, row)`, `merge(accs)`, `finalize(acc, header)`
     give the same result whatever the order or partitioning (tested).
   * It carries only small aggregates: counts per status, per skip reason and per failure
-    stage; instances and pixels per category; files and bytes per format; the `MAX_LISTED`
-    failed samples with the lowest release positions (so the report is deterministic).
+    stage; instances and pixels per category; files and bytes per format, and files left
+    out per format; the `MAX_LISTED` failed samples with the lowest release positions (so
+    the report is deterministic); failures grouped by stage and kind of reason
+    (`failure_kind`: URLs, paths, indexes and numbers taken out, HTTP statuses kept) and
+    warnings by kind (`warning_kind`: the text before its first ": "), each with a count
+    and the `EXAMPLES` samples of lowest position.
   * The report holds no secrets: URLs in reasons are already redacted, the release URL is
     redacted by the caller.
 """
@@ -14,11 +18,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterable, Mapping
 
+from transforms.model import paths
 from transforms.model.types import EXPORTED, FAILED, SKIPPED, ManifestRow
 
 MAX_LISTED = 50
+EXAMPLES = 3  # samples named per group of failures or warnings
+MAX_GROUPS = 100  # kinds of failure or warning listed (the most frequent; ties by text)
+
+_URL = re.compile(r"\S+://\S*")
+_PATH = re.compile(r"\S*[/\\]\S*")
+_NUMBER = re.compile(r"(?<!HTTP )(?<!\d)\d{2,}|(?<=\[)\d+(?=\])")
+
+
+def failure_kind(reason: str) -> str:
+    """A failure reason without what differs from sample to sample: `bitmap: HTTP 404 for
+    https://...` -> `bitmap: HTTP 404`; `annotations[3].id: expected an integer, got 'x'`
+    -> `annotations[N].id: expected an integer`."""
+    text = _URL.sub("<url>", reason)
+    for cut in (" for <url>", ": <url>", " in <url>", ", got ", " (first at position"):
+        text = text.split(cut, 1)[0]
+    head, sep, tail = text.rpartition(": ")
+    if sep and _PATH.fullmatch(tail):
+        text = head  # a local file's path
+    return _NUMBER.sub("N", text)
+
+
+def warning_kind(warning: str) -> str:
+    """`annotations without pixels: 3, 7` -> `annotations without pixels` (a sequence
+    frame's `frame 2: ...` counts with the same warning of other frames)."""
+    return re.sub(r"^frame \d+: ", "", warning).split(": ", 1)[0]
 
 
 @dataclasses.dataclass
@@ -30,10 +61,20 @@ class Report:
     formats: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # [files, bytes]
     warnings: int = 0
     failures: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)
+    left_out: dict[str, int] = dataclasses.field(default_factory=dict)  # format -> files
+    # (stage, kind) -> [samples, [(position, name), ...]]; kind -> [samples, [...]]
+    failure_groups: dict[tuple[str, str], list] = dataclasses.field(default_factory=dict)
+    warning_groups: dict[str, list] = dataclasses.field(default_factory=dict)
 
 
 def _bump(d: dict, key, by: int = 1) -> None:
     d[key] = d.get(key, 0) + by
+
+
+def _group(groups: dict, key, examples: list[tuple[int, str]], samples: int = 1) -> None:
+    entry = groups.setdefault(key, [0, []])
+    entry[0] += samples
+    entry[1] = sorted(entry[1] + examples)[:EXAMPLES]
 
 
 def _skip_reason(reason: str | None) -> str:
@@ -55,6 +96,8 @@ class ReportAccumulator:
             acc.failures.append((row.position, row.name, row.stage or "", row.reason or ""))
             if len(acc.failures) > 2 * MAX_LISTED:
                 acc.failures = sorted(acc.failures)[:MAX_LISTED]
+            _group(acc.failure_groups, (row.stage or "", failure_kind(row.reason or "")),
+                   [(row.position, row.name)])
         elif row.status == EXPORTED:
             for cat, instances, pixels in row.category_stats:
                 stats = acc.categories.setdefault(cat, [0, 0])
@@ -64,8 +107,12 @@ class ReportAccumulator:
                 stats = acc.formats.setdefault(fmt, [0, 0])
                 stats[0] += 1
                 stats[1] += size
+        for fmt in row.left_out:
+            _bump(acc.left_out, fmt)
         if row.warnings:
             acc.warnings += 1
+            for kind in sorted({warning_kind(w) for w in row.warnings}):
+                _group(acc.warning_groups, kind, [(row.position, row.name)])
         return acc
 
     def merge(self, accs: Iterable[Report]) -> Report:
@@ -82,6 +129,12 @@ class ReportAccumulator:
                     stats[1] += b
             first.warnings += other.warnings
             first.failures = sorted(first.failures + other.failures)[:MAX_LISTED]
+            for k, v in other.left_out.items():
+                _bump(first.left_out, k, v)
+            for name in ("failure_groups", "warning_groups"):
+                groups = getattr(first, name)
+                for key, (n, examples) in getattr(other, name).items():
+                    _group(groups, key, examples, n)
         return first
 
     def finalize(self, acc: Report, header: Mapping) -> dict:
@@ -91,6 +144,7 @@ class ReportAccumulator:
         failed = acc.statuses.get(FAILED, 0)
         skipped = acc.statuses.get(SKIPPED, 0)
         filtered = sum(n for r, n in acc.skipped.items() if r.startswith("filtered out"))
+        formats = {fmt: acc.formats.get(fmt, [0, 0]) for fmt in {*acc.formats, *acc.left_out}}
         return {
             "release": dict(header.get("release", {})),
             "options": dict(header.get("options", {})),
@@ -108,12 +162,24 @@ class ReportAccumulator:
                 {"id": cid, "name": names.get(cid, ""), "instances": s[0], "pixels": s[1]}
                 for cid, s in sorted(acc.categories.items())
             ],
-            "formats": {fmt: {"files": s[0], "bytes": s[1]} for fmt, s in sorted(acc.formats.items())},
+            "formats": {fmt: {"files": files, "bytes": size, "left_out": acc.left_out.get(fmt, 0)}
+                        for fmt, (files, size) in sorted(formats.items())},
+            "failures_by_reason": [
+                {"stage": stage, "reason": kind, "samples": n,
+                 "examples": [name for _, name in examples]}
+                for (stage, kind), (n, examples) in _largest(acc.failure_groups)],
+            "warnings_by_reason": [
+                {"warning": kind, "samples": n, "examples": [name for _, name in examples]}
+                for kind, (n, examples) in _largest(acc.warning_groups)],
             "failures": [
                 {"position": p, "name": n, "stage": st, "reason": r}
                 for p, n, st, r in sorted(acc.failures)[:MAX_LISTED]
             ],
         }
+
+
+def _largest(groups: dict) -> list:
+    return sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))[:MAX_GROUPS]
 
 
 def report_bytes(report: Mapping) -> bytes:
@@ -122,7 +188,8 @@ def report_bytes(report: Mapping) -> bytes:
 
 
 def format_table(report: Mapping) -> str:
-    """The run report as a few readable lines for the terminal."""
+    """The run report as a few readable lines for the terminal: failures and warnings
+    grouped by reason, with a few sample names each."""
     s = report["samples"]
     lines = [
         f"release {report['release'].get('name')!r} ({report['release'].get('task_type')}): "
@@ -138,9 +205,19 @@ def format_table(report: Mapping) -> str:
     if report["formats"]:
         lines.append("  format                       files        bytes")
         for fmt, f in report["formats"].items():
-            lines.append(f"  {fmt:22s} {f['files']:>11} {f['bytes']:>12}")
-    for f in report["failures"]:
-        lines.append(f"  FAILED #{f['position']} {f['name']} [{f['stage']}]: {f['reason']}")
-    if s["failed"] > len(report["failures"]):
-        lines.append(f"  ... {s['failed'] - len(report['failures'])} more failures in failures.jsonl")
+            left = f"  ({f['left_out']} left out)" if f.get("left_out") else ""
+            lines.append(f"  {fmt:22s} {f['files']:>11} {f['bytes']:>12}{left}")
+    for g in report.get("failures_by_reason", []):
+        lines.append(f"  failed  {g['samples']:>7} x {g['reason']} at {g['stage']}"
+                     f"{_examples(g)}")
+    for g in report.get("warnings_by_reason", []):
+        lines.append(f"  warning {g['samples']:>7} x {g['warning']}{_examples(g)}")
+    if s["failed"]:
+        lines.append(f"  every failed sample, with its reason: {paths.FAILURES}")
     return "\n".join(lines)
+
+
+def _examples(group: Mapping) -> str:
+    names = ", ".join(group["examples"])
+    more = ", ..." if group["samples"] > len(group["examples"]) else ""
+    return f"  (e.g. {names}{more})" if names else ""

@@ -75,7 +75,7 @@ def test_categories_name_their_one_keypoint_when_points_can_occur():
 
 def test_formats_per_task_type():
     assert FORMATS_BY_TASK["keypoints"] == ("coco-instance",)
-    assert FORMATS_BY_TASK["image-vector-sequence"] == ("coco-instance", "yolo")
+    assert FORMATS_BY_TASK["image-vector-sequence"] == ("coco-instance", "coco-keypoints", "yolo")
 
 
 def test_preview_draws_points():

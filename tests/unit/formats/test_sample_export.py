@@ -22,8 +22,8 @@ CATEGORIES = [
 ]
 
 
-def _taxonomy(cats=CATEGORIES, inc=0):
-    return Taxonomy(release.parse_categories(cats, "categories"), inc)
+def _taxonomy(cats=CATEGORIES, inc=0, keep_stuff=False):
+    return Taxonomy(release.parse_categories(cats, "categories"), inc, keep_stuff)
 
 
 def _sample(anns, index=0):
@@ -67,7 +67,12 @@ def test_coco_annotations_follow_annotation_order_and_skip_empty(spec_fixture):
     before = id_map.copy()
     out = _export(id_map, sample, ["coco-instance"])
     anns = [json.loads(a) for a in out.coco_annotations]
-    expected_ids = [1, 2, 3, 257, 70000, 300]  # 4 has no pixels; 70000 kept (24-bit ids)
+    # 4 has no pixels; 70000 kept (24-bit ids); 3 is of the stuff category 5: left out of
+    # the instance formats by default, kept with --stuff_as_instances.
+    expected_ids = [1, 2, 257, 70000, 300]
+    assert [json.loads(a)["category_id"] for a in _export(
+        id_map, sample, ["coco-instance"], tax=_taxonomy(keep_stuff=True)).coco_annotations
+            ] == [1, 1, 5, 2, 2, 1]
     assert len(anns) == len(expected_ids)
     for ann, iid in zip(anns, expected_ids):
         mask = id_map == iid
@@ -79,11 +84,17 @@ def test_coco_annotations_follow_annotation_order_and_skip_empty(spec_fixture):
     assert np.array_equal(id_map, before)  # the shared id map is never mutated
 
 
-def test_gray16_instance_png_refuses_ids_above_65535(spec_fixture):
+def test_gray16_leaves_out_only_the_instance_png_of_ids_above_65535(spec_fixture):
+    """A format that cannot hold a sample's data leaves out that one file, not the sample."""
     id_map, sample = spec_fixture
-    with pytest.raises(errors.FormatError, match="70000 is above 65535"):
-        _export(id_map, sample, ["instance"])
+    out = _export(id_map, sample, ["instance", "semantic", "coco-instance", "yolo"])
+    assert sorted(fmt for fmt, _ in out.artifacts) == ["semantic", "yolo"]
+    assert out.left_out == ["instance"]
+    assert len(out.coco_annotations) == 5  # 70000 included (3, of a stuff category, not)
+    assert ("instance PNG left out (ids above 65535 need --instance_png rgb24): ids 70000"
+            in out.warnings)
     out = _export(id_map, sample, ["instance"], instance_png="rgb24")
+    assert out.left_out == []
     rgb = _decode(_files(out)["instance"]).astype(np.uint32)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
     assert np.array_equal(ids, np.where(id_map == 7, 0, id_map))  # orphan 7 left out
@@ -192,8 +203,12 @@ def test_empty_label_gives_an_image_entry_and_empty_pictures():
 def test_yolo_lines_are_normalised_boxes_with_zero_based_classes():
     id_map = np.zeros((10, 20), np.uint32)
     id_map[2:6, 4:10] = 1  # x 4..9, y 2..5
-    out = _export(id_map, _sample([(1, 5)]), ["yolo"])
-    # category 5 is the third category -> class 2; box centre (7, 4), size 6 x 4
+    out = _export(id_map, _sample([(1, 2)]), ["yolo"])
+    # category 2 is the second category -> class 1; box centre (7, 4), size 6 x 4
+    assert _files(out)["labels"] == b"1 0.350000 0.400000 0.300000 0.400000\n"
+    # Stuff (category 5, the third): no object in YOLO, unless kept as instances (class 2).
+    assert _files(_export(id_map, _sample([(1, 5)]), ["yolo"]))["labels"] == b""
+    out = _export(id_map, _sample([(1, 5)]), ["yolo"], tax=_taxonomy(keep_stuff=True))
     assert _files(out)["labels"] == b"2 0.350000 0.400000 0.300000 0.400000\n"
 
 

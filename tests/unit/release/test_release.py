@@ -410,9 +410,12 @@ def test_unsupported_task_type(tmp_path, task_type):
     assert ("segments-ai SDK" in msg) == (task_type not in ("no-such-task", ""))
 
 
-@pytest.mark.parametrize("task_type", ["bboxes", "vector"])
-def test_vector_task_types_export_coco_instance_and_yolo(tmp_path, task_type):
-    assert info_of(tmp_path, v2_release(task_type=task_type)).formats == ("coco-instance", "yolo", "yolo-seg")
+@pytest.mark.parametrize("task_type,formats", [
+    ("bboxes", ("coco-instance", "yolo", "yolo-seg")),
+    ("vector", ("coco-instance", "coco-keypoints", "yolo", "yolo-seg")),  # points apart
+])
+def test_vector_task_types_export_coco_instance_and_yolo(tmp_path, task_type, formats):
+    assert info_of(tmp_path, v2_release(task_type=task_type)).formats == formats
 
 
 def test_missing_dataset_name(tmp_path):

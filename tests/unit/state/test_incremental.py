@@ -61,7 +61,8 @@ def test_rewrite_moves_an_entry_to_its_new_position_and_image_id():
     row = ManifestRow(7, "u-1", "a.jpg", EXPORTED, image_id=4, artifacts=(("yolo", "labels/a.txt"),))
     part = (3, '{"id":4,"file_name":"a.jpg","height":2,"width":3}',
             ('{"image_id":4,"category_id":2,"bbox":[0,0,1,1]}',),
-            '{"segments_info":[],"file_name":"a.png","image_id":4}')
+            '{"segments_info":[],"file_name":"a.png","image_id":4}',
+            ('{"image_id":4,"category_id":3,"bbox":[1,1,0,0],"keypoints":[1,1,2]}',))
     e = ledger.entry(row, part, (3, "a.jpg", "thumb"), b"k" * 24)
     position, status, packed, key = incremental.rewrite(e, 12, 10)
     assert (position, status, key) == (12, EXPORTED, b"k" * 24)
@@ -69,7 +70,8 @@ def test_rewrite_moves_an_entry_to_its_new_position_and_image_id():
     assert new_row == dataclasses.replace(row, position=12, image_id=11)
     assert new_part == (10, '{"id":11,"file_name":"a.jpg","height":2,"width":3}',
                         ('{"image_id":11,"category_id":2,"bbox":[0,0,1,1]}',),
-                        '{"segments_info":[],"file_name":"a.png","image_id":11}')
+                        '{"segments_info":[],"file_name":"a.png","image_id":11}',
+                        ('{"image_id":11,"category_id":3,"bbox":[1,1,0,0],"keypoints":[1,1,2]}',))
     assert thumb is None  # index 10 is not among the preview's samples
     _, _, packed, _ = incremental.rewrite(e, 1, 1)
     assert pickles.unpack(packed)[2] == (1, "a.jpg", "thumb")
@@ -77,6 +79,6 @@ def test_rewrite_moves_an_entry_to_its_new_position_and_image_id():
 
 def test_rewrite_refuses_a_part_it_does_not_understand():
     row = ManifestRow(0, "u", "a.jpg", EXPORTED, image_id=1)
-    e = ledger.entry(row, (0, '{"file_name":"a.jpg"}', (), None), None, b"k" * 24)
+    e = ledger.entry(row, (0, '{"file_name":"a.jpg"}', (), None, ()), None, b"k" * 24)
     with pytest.raises(ValueError, match="not a reusable COCO part"):
         incremental.rewrite(e, 1, 1)

@@ -21,12 +21,71 @@ def test_tickers_in_several_workers_add_up(tmp_path):
 
 def test_line_shows_bar_counts_rate_and_eta():
     assert line(25, 100, 5.0, width=10) == "[##........] 25/100 samples  5.0/s  ETA 15s"
-    assert line(10, 1000, 1.0, width=10).endswith("ETA 1m39s")  # 990 left at 10/s
-    assert line(7, 0, 1.0, width=4) == "[####] 7/0 samples  7.0/s  ETA 0s"
+    assert line(20, 1000, 2.0, width=10).endswith("ETA 1m38s")  # 980 left at 10/s
+    assert line(7, 0, 7.0, width=4) == "[####] 7/0 samples  1.0/s  ETA 0s"
 
 
-def test_monitor_logs_a_final_line_when_not_a_terminal(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="pipeline"):
-        with Monitor(str(tmp_path), total=4, stream=io.StringIO()):
-            Ticker(str(tmp_path)).tick(4)
-    assert any("progress [" in r.message and "4/4 samples" in r.message for r in caplog.records)
+def test_no_rate_or_eta_until_there_is_one():
+    """Honest from the first tick: workers starting up are not a rate of 0/s."""
+    assert line(0, 100, None, width=10) == "[..........] 0/100 samples  starting"
+    assert line(3, 100, 1.5, width=10) == "[..........] 3/100 samples"  # too early to tell
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_bar_is_erased_when_done_and_never_glued_to_a_message(tmp_path):
+    from transforms.summary.progress import BarAwareHandler
+
+    term = _Terminal()
+    logger = logging.getLogger("test-progress")
+    handler = BarAwareHandler(term)
+    logger.addHandler(handler)
+    try:
+        with Monitor(str(tmp_path), total=4, stream=term) as monitor:
+            monitor._text = "[##..] 2/4 samples"  # as if drawn
+            monitor.redraw()
+            logger.warning("a message")
+        text = term.getvalue()
+    finally:
+        logger.removeHandler(handler)
+    # The message starts on an erased line and ends with a newline; the bar comes back
+    # after it, and is erased when the monitor ends.
+    assert "\r\033[Ka message\n\r[##..] 2/4 samples" in text
+    assert text.endswith("\r\033[K")
+
+
+def test_progress_lines_logged_through_the_bar_aware_handler_do_not_deadlock(tmp_path):
+    """Not on a terminal, the monitor logs a progress line; the handler that erases the bar
+    takes the same lock the monitor draws under (a run of more than 10 s used to hang)."""
+    import threading
+
+    from transforms.summary.progress import BarAwareHandler
+
+    logged = threading.Event()
+
+    class Handler(BarAwareHandler):
+        def emit(self, record):
+            super().emit(record)
+            logged.set()
+
+    stream = io.StringIO()
+    handler = Handler(stream)
+    logger = logging.getLogger("pipeline")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        monitor = Monitor(str(tmp_path), total=4, stream=io.StringIO(), log_every=0.0)
+        monitor.__enter__()
+        assert logged.wait(30), "no progress line was logged"
+        done = threading.Thread(target=monitor.__exit__, args=(None, None, None))
+        done.start()
+        done.join(30)
+        assert not done.is_alive(), "the monitor did not stop: deadlocked"
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert "progress [" in stream.getvalue()

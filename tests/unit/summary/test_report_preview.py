@@ -21,13 +21,22 @@ def _rows():
     rows = []
     for p in range(120):
         if p % 10 == 0:
-            rows.append(ManifestRow(p, f"u{p}", f"s{p}", "failed", p + 1, "HTTP 404", "fetch"))
+            rows.append(ManifestRow(p, f"u{p}", f"s{p}", "failed", p + 1,
+                                    f"bitmap: HTTP 404 for https://h/{p}.png?<redacted>", "fetch"))
+        elif p % 11 == 0:
+            rows.append(ManifestRow(p, f"u{p}", f"s{p}", "failed", p + 1,
+                                    f"labels.gt.attributes.annotations[{p}].id: expected an "
+                                    f"integer in 1..16777215, got '{p}'", "read"))
         elif p % 7 == 0:
             rows.append(ManifestRow(p, f"u{p}", f"s{p}", "skipped", None, "no label in this labelset"))
         else:
             rows.append(ManifestRow(p, f"u{p}", f"s{p}", "exported", p + 1, num_instances=2,
                                     category_stats=((1, 1, 10), (2, 1, p)),
-                                    file_sizes=(("semantic", 100), ("yolo", 7))))
+                                    file_sizes=(("semantic", 100), ("yolo", 7)),
+                                    left_out=("instance",) if p % 3 == 0 else (),
+                                    warnings=(f"annotations without pixels: {p}",
+                                              f"frame 2: annotations without pixels: {p}")
+                                    if p % 2 else ()))
     return rows
 
 
@@ -47,26 +56,49 @@ def test_report_is_identical_for_any_partition_and_order(parts):
     backward = acc.finalize(acc.merge([fold(c) for c in reversed(chunks)]), HEADER)
     assert forward == backward
     exported = [r for r in rows if r.status == "exported"]
+    failed = [p for p in range(120) if p % 10 == 0 or p % 11 == 0]
+    warned = [r.name for r in exported if r.position % 2]
     assert forward["samples"] == {"in_release": 120, "selected": 120, "exported": len(exported),
-                                  "failed": 12, "skipped": 120 - 12 - len(exported), "with_warnings": 0}
+                                  "failed": len(failed), "skipped": 120 - len(failed) - len(exported),
+                                  "with_warnings": len(warned)}
     assert forward["categories"] == [
         {"id": 1, "name": "a", "instances": len(exported), "pixels": 10 * len(exported)},
         {"id": 2, "name": "b", "instances": len(exported), "pixels": sum(r.position for r in exported)}]
-    assert forward["formats"]["semantic"] == {"files": len(exported), "bytes": 100 * len(exported)}
-    assert [f["position"] for f in forward["failures"]] == list(range(0, 120, 10))
-    assert forward["failed_by_stage"] == {"fetch": 12}
+    assert forward["formats"]["semantic"] == {"files": len(exported), "bytes": 100 * len(exported),
+                                              "left_out": 0}
+    assert forward["formats"]["instance"] == {
+        "files": 0, "bytes": 0, "left_out": sum(r.position % 3 == 0 for r in exported)}
+    assert [f["position"] for f in forward["failures"]] == failed
+    assert forward["failed_by_stage"] == {"fetch": 12, "read": len(failed) - 12}
+    # Grouped by what the reasons share: URLs, indexes and numbers taken out.
+    assert forward["failures_by_reason"] == [
+        {"stage": "fetch", "reason": "bitmap: HTTP 404", "samples": 12,
+         "examples": ["s0", "s10", "s20"]},
+        {"stage": "read", "reason": "labels.gt.attributes.annotations[N].id: expected an "
+                                    "integer in 1..N", "samples": len(failed) - 12,
+         "examples": ["s11", "s22", "s33"]}]
+    assert forward["warnings_by_reason"] == [  # a sample counts once per kind
+        {"warning": "annotations without pixels", "samples": len(warned),
+         "examples": warned[:3]}]
 
 
-def test_report_lists_the_lowest_failures_and_points_to_the_rest():
+def test_report_lists_the_lowest_failures_and_the_terminal_groups_them():
     acc = ReportAccumulator()
     a = acc.create()
     for p in range(3 * MAX_LISTED, 0, -1):
-        acc.add(a, ManifestRow(p, "u", f"s{p}", "failed", None, "corrupt", "decode"))
+        acc.add(a, ManifestRow(p, "u", f"s{p}", "failed", None,
+                               "bitmap: file not found: labels/x.png" if p % 2 else "corrupt",
+                               "decode"))
+    acc.add(a, ManifestRow(0, "u", "ok", "exported", 1, warnings=("image size not checked: "
+                                                                   "image: HTTP 403 for h://x",)))
     report = acc.finalize(a, HEADER)
     assert [f["position"] for f in report["failures"]] == list(range(1, MAX_LISTED + 1))
-    text = format_table(report)
-    assert "FAILED #1 s1 [decode]: corrupt" in text
-    assert f"... {2 * MAX_LISTED} more failures in failures.jsonl" in text
+    lines = format_table(report).splitlines()
+    assert lines[-4:] == [
+        "  failed       75 x bitmap: file not found at decode  (e.g. s1, s3, s5, ...)",
+        "  failed       75 x corrupt at decode  (e.g. s2, s4, s6, ...)",
+        "  warning       1 x image size not checked  (e.g. ok)",
+        "  every failed sample, with its reason: failures.jsonl"]
 
 
 def _taxonomy():
