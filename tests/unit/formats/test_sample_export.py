@@ -11,7 +11,6 @@ from pycocotools import mask as mask_utils
 from tests.conftest import SPEC_COLORMAP
 from transforms import release
 from transforms.formats.sample_export import ExportSettings, export_sample
-from transforms.model import errors
 from transforms.model.taxonomy import Taxonomy, rgb_id
 from transforms.model.types import FORMATS, Annotation, Sample
 
