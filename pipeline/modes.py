@@ -89,10 +89,10 @@ def export_positions(options, argv, cfg, info, formats, local: bool, only, fresh
         for c in chunks:
             if not c.positions:
                 continue  # a release without samples
-            runner, _ = local_runner(options, argv)
+            runner, _ = local_runner(options, argv, c.samples)
             pipeline = beam.Pipeline(runner=runner, options=options)
             graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None,
-                        chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), 0,
+                        chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), {},
                                              ledger_only=True),
                         ledger_dir=fresh)
             result = pipeline.run()
@@ -156,7 +156,7 @@ def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) 
     id_base = {fmt: 0 for fmt in coco.NUMBERED if fmt in formats}
     with progress.Monitor(ticks, info.sample_count):
         for c in chunks:
-            runner, _ = local_runner(options, argv)
+            runner, _ = local_runner(options, argv, c.samples)
             pipeline = beam.Pipeline(runner=runner, options=options)
             chunk_run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), dict(id_base))
             graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=chunk_run)

@@ -50,7 +50,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         return {"job": build_job(options, cfg, info, formats)}
     chunk_size = cfg.chunk_size(local)
     chunked = bool(chunk_size) and info.sample_count > chunk_size
-    runner, runner_name = local_runner(options, argv)
+    runner, runner_name = local_runner(options, argv, None if chunked else info.sample_count)
     _LOGGER.info(
         "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s%s",
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,

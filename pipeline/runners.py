@@ -36,13 +36,20 @@ def is_dry_run(options: PipelineOptions) -> bool:
     return str(options.view_as(TestOptions).dry_run).lower() in ("true", "1", "yes")
 
 
-def local_runner(options: PipelineOptions, argv: Sequence[str]):
+# Up to this many samples to export, a local run is one process: starting a worker process
+# per core costs more than it saves (benchmarks/startup.py).
+SMALL_RUN_SAMPLES = 100
+
+
+def local_runner(options: PipelineOptions, argv: Sequence[str], samples: int | None = None):
     """(runner to pass to beam.Pipeline or None, description) for local runs.
 
     Beam 2.77's DirectRunner first tries to download the Prism runner (a Go binary) and falls
     back to the FnApiRunner when that fails; pinning the FnApiRunner makes local runs behave
     the same online and offline. By default it runs one SDK worker process per core
-    (`pipeline.worker`, Beam's worker with quiet logging). Explicit --direct_* flags win.
+    (`pipeline.worker`, Beam's worker with quiet logging), or, for a pipeline of at most
+    SMALL_RUN_SAMPLES `samples`, all in this process. Explicit --direct_* flags win. Outputs
+    are the same either way.
     """
     std = options.view_as(StandardOptions)
     if std.runner not in LOCAL_RUNNERS:
@@ -52,7 +59,9 @@ def local_runner(options: PipelineOptions, argv: Sequence[str]):
     given = " ".join(argv)
     if "--direct_num_workers" not in given:
         in_memory = "--direct_running_mode" in given and direct.direct_running_mode == "in_memory"
-        direct.direct_num_workers = 1 if in_memory else (os.cpu_count() or 1)
+        small = (samples is not None and samples <= SMALL_RUN_SAMPLES
+                 and "--direct_running_mode" not in given)
+        direct.direct_num_workers = 1 if in_memory or small else (os.cpu_count() or 1)
     if "--direct_running_mode" in given or direct.direct_num_workers == 1:
         runner = FnApiRunner()
         mode = direct.direct_running_mode

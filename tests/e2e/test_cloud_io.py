@@ -199,7 +199,8 @@ def test_bucket_to_bucket_export_rerun_chunked_and_only_failed(cloud, release, r
     cloud.upload_dir(root, src)
     release_uri = f"{src}/release.json"
 
-    proc = _cli(cloud.variables, "--release", release_uri, "--output", out, "--validate")
+    proc = _cli(cloud.variables, "--release", release_uri, "--output", out, "--validate",
+                "--direct_num_workers", "2")
     got = cloud.tree(out)
     _same_export(got, references["all"], release_uri)
     assert "coco-instance   ok" in proc.stdout and "FAILED" not in proc.stdout

@@ -158,7 +158,8 @@ def test_multi_process_run_is_byte_identical_to_single_process(release, tmp_path
     path, _, _ = release
     a, b = tmp_path / "a", tmp_path / "b"
     _export(path, a, "--coco_shard_size", "3")
-    run(["--release", path, "--output", str(b), "--coco_shard_size", "3"])  # default: one process per core
+    run(["--release", path, "--output", str(b), "--coco_shard_size", "3",
+         "--direct_num_workers=2"])  # worker processes
     ta, tb = tree(str(a)), tree(str(b))
     assert ta.keys() == tb.keys()
     assert [k for k in ta if ta[k] != tb[k]] == []

@@ -292,7 +292,7 @@ def test_permanent_faults_fail_their_samples_once_and_every_count_agrees(site, r
 
 
 def test_no_secret_reaches_logs_messages_or_outputs(site, tmp_path):
-    """The CLI (default runner: worker processes, INFO logging) on signed URLs with
+    """The CLI (worker processes, INFO logging) on signed URLs with
     credentials: permanent faults, random transient ones, and transient ones that outlast
     the attempts (which fail their samples with the error's name)."""
     exhausted = {"/images/sample_00006.jpg": ["reset"] * 3,
@@ -303,7 +303,7 @@ def test_no_secret_reaches_logs_messages_or_outputs(site, tmp_path):
     out = tmp_path / "out"
     failed = len(BROKEN) + len(exhausted)  # 8 of 22 selected samples: 36.4%
     proc = site.cli(out, "--http_attempts", "3", "--max_failures", str(failed),
-                    "--max_failure_ratio", "0.36", release="release-bad.json")
+                    "--max_failure_ratio", "0.36", *MULTI, release="release-bad.json")
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 3, stderr.decode()
     assert (f"failure budget exceeded: {failed} of 22 selected samples failed (36.4%), more "
