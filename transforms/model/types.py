@@ -11,6 +11,8 @@ Contract:
     the number of frames of the samples to export before it in the release (so frame ids
     are dense from 1 and fixed when the release is read). `image_id` (index + 1) stays the
     sample's number in the manifest, the failure report and generated names.
+  * With `--split`, every sample to export has a `split` (train, val or test), fixed on the
+    launcher before any work (`release.splits`); its manifest row keeps it.
   * Everything here is immutable and picklable: these objects cross Beam stages.
 """
 
@@ -31,7 +33,13 @@ FORMATS = (
     "semantic",
     "instance-color",
     "semantic-color",
+    "hf-parquet",
+    "webdataset",
 )
+
+# Sharded datasets, written after the per-sample files from them and the ledger
+# (`state.shards`): Hugging Face Parquet and WebDataset tars, split by split.
+SHARD_FORMATS = ("hf-parquet", "webdataset")
 
 # Image vector labels: boxes, polygons and points (polylines are counted, not exported).
 VECTOR_TASKS = ("bboxes", "vector")
@@ -42,13 +50,21 @@ SHAPE_TASKS = VECTOR_TASKS + KEYPOINT_TASKS + SEQUENCE_TASKS
 
 # Formats exported only when --formats names them: tracing polygons costs ~40 ms a 1080p
 # sample, several times a box format, and few trainers need them.
-OPT_IN_FORMATS = ("yolo-seg",)
+OPT_IN_FORMATS = ("yolo-seg",) + SHARD_FORMATS
 
-FORMATS_BY_TASK = {task: FORMATS for task in SEGMENTATION_TASKS}
+FORMATS_BY_TASK = {task: FORMATS[:-len(SHARD_FORMATS)] for task in SEGMENTATION_TASKS}
 FORMATS_BY_TASK.update({task: ("coco-instance", "yolo", "yolo-seg") for task in VECTOR_TASKS})
 # A lone point has no box: YOLO (detection or pose) has nothing to hold it.
 FORMATS_BY_TASK.update({task: ("coco-instance",) for task in KEYPOINT_TASKS})
 FORMATS_BY_TASK.update({task: ("coco-instance", "yolo") for task in SEQUENCE_TASKS})
+# One record per sample with one image: not for sequences (a sample is many images) nor
+# keypoints (no picture or box to train on).
+SHARD_TASKS = SEGMENTATION_TASKS + VECTOR_TASKS
+
+
+def available_formats(task_type: str) -> tuple[str, ...]:
+    """Every format a task type can be exported to, shard formats included."""
+    return FORMATS_BY_TASK[task_type] + (SHARD_FORMATS if task_type in SHARD_TASKS else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +113,8 @@ class Sample:
     frames: tuple[Frame, ...] | None = None  # sequences only (see the contract)
     frame_base: int = 0  # sequences: frames of the samples to export before this one
     extra_label_frames: int = 0  # sequences: label frames without a sample frame (left out)
+    metadata: str | None = None  # the sample's metadata as compact JSON text (None: absent)
+    split: str | None = None  # train | val | test with --split (`release.splits`), else None
 
     @property
     def image_id(self) -> int:
@@ -123,6 +141,8 @@ class ManifestRow:
     warnings: tuple[str, ...] = ()
     category_stats: tuple[tuple[int, int, int], ...] = ()  # (category, instances, pixels)
     file_sizes: tuple[tuple[str, int], ...] = ()  # (format, bytes) of per-sample files
+    split: str | None = None  # with --split: the split of a sample that reached the export
+    metadata: str | None = None  # the sample's metadata JSON, kept for the shard formats only
 
 
 EXPORTED, FAILED, SKIPPED = "exported", "failed", "skipped"

@@ -3,7 +3,8 @@
 Modules, bottom to top: `jsonstream` (JSON events with bounded memory), `values` (JSON
 values in messages), `selection` (filters and skip rules), `scan` (the header scan before
 any work), `layouts` (v1, transitional and v2 headers -> `ReleaseInfo`), `samples` (one
-raw sample -> `Sample`), `decisions` (every sample's fate, in release order).
+raw sample -> `Sample`), `splits` (train/val/test), `decisions` (every sample's fate,
+in release order).
 
 Pure Python: imports `transforms.model` only (and ijson, numpy), never Beam. Imported by
 `transforms.state`, the Beam adapters and `pipeline`. The names below are the package's
@@ -24,7 +25,7 @@ from transforms.release.layouts import (
     parse_categories,
     release_info,
 )
-from transforms.release.samples import MAX_INSTANCE_ID, parse_sample
+from transforms.release.samples import MAX_INSTANCE_ID, metadata_text, parse_sample
 from transforms.release.scan import Duplicates, scan_header
 from transforms.release.selection import (
     UNLABELED,
@@ -36,3 +37,4 @@ from transforms.release.selection import (
     sample_status,
     skip_reason,
 )
+from transforms.release.splits import SplitPlan, SplitSpec, parse_ratios

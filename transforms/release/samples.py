@@ -15,6 +15,7 @@ Contract:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -46,11 +47,12 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
     vector = info.task_type in SHAPE_TASKS
     status = str(label.get("label_status", "")).upper()
     sample_attrs = _optional_object(raw, "attributes", "attributes")
+    metadata = metadata_text(raw.get("metadata"))
     if info.task_type in SEQUENCE_TASKS:
         frames, extra = _frames(sample_attrs, attrs, base)
         return Sample(index=index, position=position, uuid=uuid, name=name, image_url=None,
                       label_status=status, annotations=(), bitmap_url=None, frames=frames,
-                      frame_base=frame_base, extra_label_frames=extra)
+                      frame_base=frame_base, extra_label_frames=extra, metadata=metadata)
     annotations = _annotations(attrs, base, vector)
     bitmap_url = None
     if not vector:  # vector labels have no bitmap: whatever is there is not read
@@ -65,7 +67,16 @@ def parse_sample(raw: Mapping[str, Any], position: int, index: int, info: Releas
         label_status=status,
         annotations=annotations,
         bitmap_url=bitmap_url,
+        metadata=metadata,
     )
+
+
+def metadata_text(metadata: Any) -> str | None:
+    """The sample's metadata as compact JSON (keys in the release's order), None when absent
+    or null."""
+    if metadata is None:
+        return None
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":"))
 
 
 def _annotations(attrs: Mapping[str, Any], base: str, vector: bool) -> tuple[Annotation, ...]:
