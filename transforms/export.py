@@ -16,7 +16,7 @@ from transforms import storage
 from transforms.formats import bitmap, sequence, vector
 from transforms.formats.sample_export import ExportSettings, export_sample
 from transforms.model import errors, paths
-from transforms.model.types import EXPORTED, FAILED, ManifestRow, Sample
+from transforms.model.types import EXPORTED, FAILED, SHARD_FORMATS, ManifestRow, Sample
 from transforms.state import incremental, ledger
 from transforms.summary import preview
 from transforms.summary.progress import Ticker
@@ -38,6 +38,11 @@ class ExportJob:
     allow_local_files: bool = False
     progress_dir: str | None = None  # local runs: where workers tick (transforms.summary.progress)
 
+    @property
+    def shards(self) -> bool:
+        """A shard format is exported (its records carry the sample's metadata)."""
+        return bool(set(self.settings.formats) & set(SHARD_FORMATS))
+
 
 # Errors caused by this sample's own name or files, not by the machine.
 _PER_SAMPLE_WRITE_ERRORS = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
@@ -46,7 +51,8 @@ _PER_SAMPLE_WRITE_ERRORS = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, err
 
 def _failed(sample: Sample, e: errors.SampleError) -> ManifestRow:
     return ManifestRow(sample.position, sample.uuid, sample.name, FAILED,
-                       image_id=sample.image_id, reason=e.reason, stage=e.stage)
+                       image_id=sample.image_id, reason=e.reason, stage=e.stage,
+                       split=sample.split)
 
 
 HEADER_BYTES = 1 << 16  # enough for the size (and EXIF) of nearly every image file
@@ -116,7 +122,8 @@ def _thumbnail(sample: Sample, id_map, categories: dict[int, int], job: ExportJo
     """(index, name, thumbnail) for preview.png; `categories` maps id_map values."""
     tax = job.settings.taxonomy
     cats = {k: c for k, c in categories.items() if tax.position(c) >= 0}
-    return sample.index, sample.name, preview.thumbnail(id_map, cats, tax, image_bytes)
+    caption = sample.name if sample.split is None else f"[{sample.split}] {sample.name}"
+    return sample.index, caption, preview.thumbnail(id_map, cats, tax, image_bytes)
 
 
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
@@ -212,14 +219,16 @@ def _write(sample: Sample, job: ExportJob, out, image_bytes: bytes | None, ext: 
                       artifacts=tuple(artifacts), warnings=tuple(out.warnings),
                       category_stats=out.category_stats,
                       file_sizes=tuple((fmt, len(data)) for (fmt, _), (_, data)
-                                       in zip(artifacts, files)))
-    part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation)
+                                       in zip(artifacts, files)), split=sample.split,
+                      metadata=sample.metadata if job.shards else None)
+    part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation,
+            sample.split)
     return row, part, thumb
 
 
 class _ExportSampleFn(beam.DoFn):
-    """Sample -> coco part (index, image JSON, annotation JSONs, panoptic JSON); ROWS gets
-    ManifestRow (exported or failed)."""
+    """Sample -> coco part (index, image JSON, annotation JSONs, panoptic JSON, split); ROWS
+    gets ManifestRow (exported or failed)."""
 
     def __init__(self, job: ExportJob):
         self._job = job

@@ -5,7 +5,9 @@ Contract:
     label by replacing `/images/` with `/labels/`), plus `data.yaml` at the output root.
   * `data.yaml` lists the classes as `names: {index: name}` with 0-based contiguous indexes in
     the release's category order; `train` and `val` point at `images` (no `path`, so
-    Ultralytics resolves them against the folder holding data.yaml).
+    Ultralytics resolves them against the folder holding data.yaml). With --split, each
+    requested split (`train`, `val`, `test`) names its list `{split}.txt` instead: one
+    `./images/{stem}{ext}` line per image of the split's exported samples.
   * Label lines are `class xc yc w h`, normalised to [0, 1], six decimals.
 """
 
@@ -16,14 +18,21 @@ import json
 from transforms.model.taxonomy import Taxonomy
 
 
-def data_yaml(taxonomy: Taxonomy) -> bytes:
-    lines = [
-        "# YOLO dataset written by segments-beam-export (Ultralytics layout).",
-        "train: images",
-        "val: images",
-        f"nc: {len(taxonomy.categories)}",
-        "names:",
-    ]
+def split_list(split: str) -> str:
+    """The list of a split's images, at the output root (`./images/...` lines)."""
+    return f"{split}.txt"
+
+
+def data_yaml(taxonomy: Taxonomy, splits: tuple[str, ...] = ()) -> bytes:
+    """With `splits`, `train`/`val`/`test` name each split's list (`split_list`); no `path`:
+    Ultralytics then resolves them against data.yaml's folder, wherever the export is
+    (a relative `path` would be resolved against the working directory)."""
+    lines = ["# YOLO dataset written by segments-beam-export (Ultralytics layout)."]
+    if splits:
+        lines += [f"{s}: {split_list(s)}" for s in splits]
+    else:
+        lines += ["train: images", "val: images"]
+    lines += [f"nc: {len(taxonomy.categories)}", "names:"]
     for i, c in enumerate(taxonomy.categories):
         lines.append(f"  {i}: {json.dumps(c.name, ensure_ascii=False)}")
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -4,7 +4,8 @@ Contract:
   * `ReportAccumulator` is a combiner: `add(acc, row)`, `merge(accs)`, `finalize(acc, header)`
     give the same result whatever the order or partitioning (tested).
   * It carries only small aggregates: counts per status, per skip reason and per failure
-    stage; instances and pixels per category; files and bytes per format; the `MAX_LISTED`
+    stage; instances and pixels per category; files and bytes per format; with --split,
+    samples exported and failed per split (`splits`, every requested split); the `MAX_LISTED`
     failed samples with the lowest release positions (so the report is deterministic).
   * The report holds no secrets: URLs in reasons are already redacted, the release URL is
     redacted by the caller.
@@ -30,6 +31,7 @@ class Report:
     formats: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # [files, bytes]
     warnings: int = 0
     failures: list[tuple[int, str, str, str]] = dataclasses.field(default_factory=list)
+    splits: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # [exported, failed]
 
 
 def _bump(d: dict, key, by: int = 1) -> None:
@@ -64,6 +66,8 @@ class ReportAccumulator:
                 stats = acc.formats.setdefault(fmt, [0, 0])
                 stats[0] += 1
                 stats[1] += size
+        if row.split is not None and row.status in (EXPORTED, FAILED):
+            acc.splits.setdefault(row.split, [0, 0])[row.status == FAILED] += 1
         if row.warnings:
             acc.warnings += 1
         return acc
@@ -75,7 +79,7 @@ class ReportAccumulator:
             for name in ("statuses", "skipped", "failed"):
                 for k, v in getattr(other, name).items():
                     _bump(getattr(first, name), k, v)
-            for name in ("categories", "formats"):
+            for name in ("categories", "formats", "splits"):
                 for k, (a, b) in getattr(other, name).items():
                     stats = getattr(first, name).setdefault(k, [0, 0])
                     stats[0] += a
@@ -91,7 +95,7 @@ class ReportAccumulator:
         failed = acc.statuses.get(FAILED, 0)
         skipped = acc.statuses.get(SKIPPED, 0)
         filtered = sum(n for r, n in acc.skipped.items() if r.startswith("filtered out"))
-        return {
+        out = {
             "release": dict(header.get("release", {})),
             "options": dict(header.get("options", {})),
             "samples": {
@@ -114,6 +118,11 @@ class ReportAccumulator:
                 for p, n, st, r in sorted(acc.failures)[:MAX_LISTED]
             ],
         }
+        if header.get("splits"):  # --split: every requested split, even an empty one
+            out["splits"] = {s: {"exported": acc.splits.get(s, [0, 0])[0],
+                                 "failed": acc.splits.get(s, [0, 0])[1]}
+                             for s in header["splits"]}
+        return out
 
 
 def report_bytes(report: Mapping) -> bytes:
@@ -135,6 +144,10 @@ def format_table(report: Mapping) -> str:
         lines.append("  category                 instances       pixels")
         for c in report["categories"]:
             lines.append(f"  {c['name'][:22]:22s} {c['instances']:>11} {c['pixels']:>12}")
+    if report.get("splits"):
+        lines.append("  split                     exported       failed")
+        for split, n in report["splits"].items():
+            lines.append(f"  {split:22s} {n['exported']:>11} {n['failed']:>12}")
     if report["formats"]:
         lines.append("  format                       files        bytes")
         for fmt, f in report["formats"].items():
