@@ -11,12 +11,14 @@ from pipeline.validate.common import Report, extent, quiet, read_png
 from transforms.model import paths
 
 
-def check_coco_instance(out: str, report: Report, eval_images: int) -> dict[int, tuple[int, int]]:
+def check_coco_instance(out: str, report: Report, eval_images: int,
+                        doc: str = "coco-instance") -> dict[int, tuple[int, int]]:
+    """`doc`: the document (`coco-instance`, or `coco-instance-{split}` with --split)."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    fmt = "coco-instance"
-    path = os.path.join(out, paths.COCO_INSTANCE_JSON)
+    fmt = doc
+    path = os.path.join(out, paths.coco_json(doc))
     try:
         coco = quiet(COCO, path)
     except Exception as e:  # any reader failure is the verdict
@@ -183,9 +185,13 @@ def _faster_coco_eval_mask():
     return strict_mask
 
 
-def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
-    fmt = "coco-panoptic"
-    path = os.path.join(out, paths.COCO_PANOPTIC_JSON)
+def check_coco_panoptic(out: str, report: Report,
+                        doc: str = "coco-panoptic") -> dict[int, tuple[int, int]]:
+    """`doc`: the document (`coco-panoptic`, or `coco-panoptic-{split}`); the PNGs of
+    every document are in `coco-panoptic/`."""
+    fmt = doc
+    path = os.path.join(out, paths.coco_json(doc))
+    folder = os.path.join(out, "coco-panoptic")
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -197,7 +203,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
     segments = 0
     for ann in doc["annotations"]:
         where = f"image {ann['image_id']}"
-        png_path = os.path.join(os.path.splitext(path)[0], ann["file_name"])
+        png_path = os.path.join(folder, ann["file_name"])
         try:
             mode, rgb = read_png(png_path)
         except OSError as e:
@@ -227,7 +233,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
                                or s.get("iscrowd") != 0):
                 report.fail(fmt, f"{where}: segment {s['id']} area/bbox/iscrowd do not match its pixels")
     try:
-        pq = _hotcoco_pq(path) if not report.problems.get(fmt) else None
+        pq = _hotcoco_pq(path, folder) if not report.problems.get(fmt) else None
     except (ValueError, RuntimeError, KeyError) as e:  # hotcoco refuses inconsistent files
         report.fail(fmt, f"hotcoco cannot evaluate it: {e}")
         pq = None
@@ -238,7 +244,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
     return sizes
 
 
-def _hotcoco_pq(path: str) -> float | None:
+def _hotcoco_pq(path: str, folder: str) -> float | None:
     try:
         from hotcoco.panoptic import pq_compute
     except ImportError:
@@ -246,5 +252,5 @@ def _hotcoco_pq(path: str) -> float | None:
     with open(path, encoding="utf-8") as f:
         if not any(a["segments_info"] for a in json.load(f)["annotations"]):
             return None  # PQ is undefined without segments
-    result = quiet(pq_compute, path, path)
+    result = quiet(pq_compute, path, path, folder, folder)
     return float(result["All"]["pq"]) if result["All"]["pq"] <= 1.0 else float(result["All"]["pq"]) / 100

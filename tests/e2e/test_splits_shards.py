@@ -207,6 +207,25 @@ def test_ultralytics_accepts_data_yaml(exported, tmp_path, monkeypatch):
             assert os.path.exists(os.path.join(out, line))
 
 
+def test_validate_checks_splits_and_reads_the_shards_back(exported):
+    from pipeline.validate import validate
+
+    out, _, _ = exported
+    report = validate(out)
+    assert report.ok, report.problems
+    assert {"splits", "hf-parquet", "webdataset", "coco-instance-val"} <= set(report.summary)
+    assert "load_dataset ok" in report.summary["hf-parquet"]
+    assert "WebDataset iteration ok" in report.summary["webdataset"]
+    # A sample listed in two splits, and report counts that disagree, are both caught.
+    with open(os.path.join(out, "val.txt"), "a") as f:
+        f.write(open(os.path.join(out, "train.txt")).readline())
+    summary = json.load(open(os.path.join(out, "report.json")))
+    summary["splits"]["train"]["exported"] += 1
+    json.dump(summary, open(os.path.join(out, "report.json"), "w"))
+    problems = validate(out).problems["splits"]
+    assert any("report.json" in p for p in problems) and any("val.txt" in p for p in problems)
+
+
 def test_byte_identical_across_runners_and_chunks(served, tmp_path):
     root, url, truth = served
     release = _write(root, url, truth)
