@@ -207,6 +207,50 @@ def test_ultralytics_accepts_data_yaml(exported, tmp_path, monkeypatch):
             assert os.path.exists(os.path.join(out, line))
 
 
+def test_readme_training_recipes_load_the_export(exported, tmp_path, monkeypatch):
+    """The data-loading half of each README recipe ("Training on the export"), as written
+    there, on a real export: Ultralytics' YOLODataset on the split lists, the Transformers
+    semantic-segmentation script's preprocessing on hf/, torchvision's CocoDetection on the
+    per-split COCO files."""
+    out, _, truth = exported
+    rows = _manifest(out)
+    # Ultralytics: the dataset `yolo train data=OUT/data.yaml` builds for validation.
+    config = tmp_path / "yolo-config"
+    config.mkdir()
+    (config / "Arial.ttf").write_bytes(b"")  # see test_ultralytics_accepts_data_yaml
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(config))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(os.path.join(out, "data.yaml"), autodownload=False)
+    val = YOLODataset(img_path=data["val"], data=data, task="detect", imgsz=64, augment=False)
+    boxes = sum(len(lab["bboxes"]) for lab in val.labels)
+    lines = sum(len(open(os.path.join(out, r["yolo_path"])).read().splitlines())
+                for r in rows if r["split"] == "val")
+    assert len(val) == sum(r["split"] == "val" for r in rows) and boxes == lines > 0
+
+    # Hugging Face: id2label for the config, then the script's preprocess_batch inputs.
+    import datasets
+
+    ds = datasets.load_dataset(os.path.join(out, "hf"))
+    id2label = {int(k): v for k, v in json.load(open(os.path.join(out, "hf", "id2label.json"))).items()}
+    for example in ds["train"]:
+        image, target = np.array(example["image"].convert("RGB")), np.array(example["label"])
+        assert image.shape[:2] == target.shape
+        assert set(np.unique(target).tolist()) <= set(id2label)  # every value has a label
+
+    # torchvision: COCO detection with boxes, labels and masks from the RLE.
+    from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+
+    coco = CocoDetection(os.path.join(out, "images"), os.path.join(out, "coco-instance-train.json"))
+    wrapped = wrap_dataset_for_transforms_v2(coco, target_keys=("boxes", "labels", "masks"))
+    image, target = wrapped[0]
+    assert len(coco) == sum(r["split"] == "train" for r in rows)
+    assert target["masks"].shape[1:] == (image.height, image.width)
+    assert len(target["boxes"]) == len(target["labels"]) == len(target["masks"]) > 0
+
+
 def test_validate_checks_splits_and_reads_the_shards_back(exported):
     from pipeline.validate import validate
 
