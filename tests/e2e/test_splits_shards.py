@@ -312,6 +312,40 @@ def test_only_failed_completes_splits_and_shards(served, tmp_path):
     assert sum(1 for r in _manifest(str(out)) if r["status"] == "exported") == SAMPLES
 
 
+def test_vector_release_shards_carry_the_coco_boxes(tmp_path):
+    import datasets
+
+    from pipeline.validate import validate
+
+    root = tmp_path / "vec"
+    synth.make_vector_release(str(root), samples=10, seed=2, task_type="vector",
+                              sizes=((64, 48), (48, 64)), keep_truth=False)
+    out = tmp_path / "out"
+    run(["--release", str(root / "release.json"), "--output", str(out), "--allow_local_files",
+         "--formats", "coco-instance,yolo,hf-parquet,webdataset", "--split", "train=0.5,val=0.5",
+         *IN_MEMORY])
+    assert validate(str(out)).ok
+    ds = datasets.load_dataset(str(out / "hf"))
+    for split, hf_split in (("train", "train"), ("val", "validation")):
+        coco = json.load(open(out / f"coco-instance-{split}.json"))
+        got = sorted((o["id"], o["category_id"], tuple(o["bbox"]))
+                     for r in ds[hf_split] for o in r["objects"])
+        assert got == sorted((a["id"], a["category_id"], tuple(float(v) for v in a["bbox"]))
+                             for a in coco["annotations"])
+        assert len(ds[hf_split]) == len(coco["images"])
+
+
+def test_dry_run_prints_the_split_counts(served, tmp_path, capsys):
+    root, url, truth = served
+    plan = run(["--release", _write(root, url, truth), "--output", str(tmp_path / "out"),
+                *SPLIT, "--dry_run"])
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith("splits: "))
+    counts = dict(part.split() for part in line[len("splits: "):].split(" samples")[0].split(", "))
+    assert sum(map(int, counts.values())) == plan["to_export"] == SAMPLES
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--split", "train=0.8,val=0.1"], "--split: ratios sum to 0.9, not 1"),
     (["--split", "train=0.5,valid=0.5"], "--split: unknown split 'valid'"),

@@ -155,8 +155,9 @@ def id2label(taxonomy: Taxonomy) -> dict[str, str]:
 
 
 def card(dataset: str, release: str, taxonomy: Taxonomy, formats: Sequence[str],
-         splits: Mapping[str, tuple[int, int]], task: str) -> bytes:
-    """hf/README.md. `splits`: {split: (shards, examples)} in split order."""
+         splits: Mapping[str, tuple[int, int, int]], task: str) -> bytes:
+    """hf/README.md. `splits`: {split: (shards, examples, bytes)} in split order; bytes are
+    the records' sizes (embedded files and annotation text), what the shards hold."""
     lines = ["---", f"pretty_name: {json.dumps(f'{dataset} ({release})')}",
              "task_categories:", f"- {task}", "configs:", "- config_name: default",
              "  data_files:"]
@@ -166,12 +167,13 @@ def card(dataset: str, release: str, taxonomy: Taxonomy, formats: Sequence[str],
     for name, _, feature in columns(formats):
         lines += [f"  - name: {name}"] + _feature_yaml(feature, 4)
     lines += ["  splits:"]
-    for split, (_, examples) in splits.items():
-        lines += [f"  - name: {split_name(split)}", f"    num_examples: {examples}"]
+    for split, (_, examples, size) in splits.items():
+        lines += [f"  - name: {split_name(split)}", f"    num_bytes: {size}",
+                  f"    num_examples: {examples}"]
     lines += ["---", "", f"# {dataset} ({release})", "",
               "Exported from Segments.ai by segments-beam-export.", "",
               "| split | examples | shards |", "|---|---|---|"]
-    lines += [f"| {split_name(s)} | {e} | {n} |" for s, (n, e) in splits.items()]
+    lines += [f"| {split_name(s)} | {e} | {n} |" for s, (n, e, _) in splits.items()]
     lines += ["", "## Labels", "",
               f"`label` pixel values (`{ID2LABEL}` maps every value, for `num_labels`):", "",
               "| value | category id | name | colour |", "|---|---|---|---|"]

@@ -55,6 +55,7 @@ class Shard:
     shards: int
     positions: tuple[int, ...]
     first_ids: tuple[int, ...]
+    size: int = 0  # the records' sizes (see the contract), summed
 
 
 def shard_bounds(sizes: Sequence[int], shard_bytes: int) -> list[int]:
@@ -130,7 +131,7 @@ class LedgerOutputs:
                 while end < len(numbers) and numbers[end] == k:
                     end += 1
                 out.append(Shard(split, k, shards, tuple(positions[start:end]),
-                                 tuple(ids[start:end])))
+                                 tuple(ids[start:end]), sum(sizes[start:end])))
                 start = end
         return out
 
@@ -146,8 +147,9 @@ class LedgerOutputs:
         if "hf-parquet" in self.formats:
             summary: dict[str, list[int]] = {}
             for s in shards:
-                entry = summary.setdefault(s.split, [s.shards, 0])
+                entry = summary.setdefault(s.split, [s.shards, 0, 0])
                 entry[1] += len(s.positions)
+                entry[2] += s.size
             tasks.append(("hf-card", tuple((k, tuple(v)) for k, v in summary.items())))
         return tasks
 
@@ -252,7 +254,7 @@ class LedgerOutputs:
     def _hf_card(self, summary: dict[str, tuple]) -> str:
         task = "object-detection" if not any(
             f in self.formats for f, _ in hf_parquet.PICTURE_COLUMNS) else "image-segmentation"
-        splits = {s: (v[0], v[1]) for s, v in summary.items()}
+        splits = {s: (v[0], v[1], v[2]) for s, v in summary.items()}
         storage.write_bytes(storage.join(self.output, "hf", hf_parquet.ID2LABEL),
                             (json.dumps(hf_parquet.id2label(self.taxonomy), indent=1,
                                         ensure_ascii=False) + "\n").encode("utf-8"))
