@@ -11,7 +11,7 @@ Contract:
     need).
   * One row per exported sample, in release order, with these columns (those of formats
     not exported are left out):
-      image            the original image bytes, `{bytes, path}` (Hugging Face `Image`)
+      image            the image bytes (`exif.aligned_image`), `{bytes, path}` (HF `Image`)
       label            the semantic PNG (`semantic`), as exported
       instance         the instance PNG (16-bit gray, or RGB with --instance_png rgb24)
       panoptic         the COCO panoptic PNG
@@ -29,10 +29,9 @@ Contract:
   * The schema carries `datasets`' feature metadata (`huggingface` key), so
     `load_dataset` decodes the picture columns as images with no arguments.
   * EXIF: `datasets` applies a JPEG's EXIF orientation when it decodes an image; the
-    masks are in the image's displayed orientation (EXIF applied), which is how
-    Segments.ai shows images to labellers and how this exporter sizes them, so decoded
-    image and masks line up. A sample whose bitmap has the stored (unrotated) size instead
-    carries the warning "image is WxH but the bitmap is wxh" in the manifest.
+    masks are in the image's displayed orientation, so decoded image and masks line up.
+    The image is the original file, except where the orientation would turn it away from
+    its masks (`exif.aligned_image`).
   * Row groups of `ROW_GROUP_ROWS` rows; zstd for every column. Bytes depend only on the rows.
 """
 

@@ -8,7 +8,9 @@ Contract:
     by name; records in release order. `key` is the sample's output stem with `%` written
     `%25` and `.` written `%2E` (webdataset splits a member name at the first dot of its
     last path component, so a key has none; folders stay, as `/`).
-  * Members: `{key}.{ext}` the original image bytes (`ext` the copied image's extension
+  * Members: `{key}.{ext}` the image bytes (the original file, or with its EXIF
+    orientation set to normal where applying it would turn the image away from its masks:
+    `exif.aligned_image`) (`ext` the copied image's extension
     without the dot, lower case: jpg, png, ..., bin for an unknown format);
     `{key}.json` the sample's annotations in COCO form: `{"name", "uuid", "image_id",
     "split", "file_name", "width", "height", "metadata", "annotations": [...], and

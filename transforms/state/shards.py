@@ -19,6 +19,8 @@ Contract:
     the split's records of about `B / n <= shard_bytes` bytes, and depend only on the
     ledger (release positions and options). hf-parquet and webdataset shards of the same
     split and number hold the same samples.
+  * Embedded images are the original bytes, except a JPEG whose EXIF orientation would turn
+    it away from its masks (`exif.aligned_image`: two bytes of its EXIF set to "normal").
   * A task holds one shard's records at a time (a Parquet row group, a tar member).
   * YOLO split lists `{split}.txt`: one line `./images/...` per image of the split's
     exported samples (every frame of a sequence), release order; Ultralytics reads a
@@ -35,7 +37,7 @@ import math
 from collections.abc import Iterator, Sequence
 
 from transforms import storage
-from transforms.formats import hf_parquet, webdataset, yolo
+from transforms.formats import exif, hf_parquet, webdataset, yolo
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
 from transforms.model.types import EXPORTED
@@ -203,7 +205,9 @@ class LedgerOutputs:
             for row, part, first_id in self._members(shard):
                 arts = dict(row.artifacts)
                 image = json.loads(part[1]) if part and part[1] else {}
-                record = {"image": {"bytes": self._read(arts["image"]), "path": arts["image"]}}
+                data = exif.aligned_image(self._read(arts["image"]), image.get("width"),
+                                          image.get("height"))
+                record = {"image": {"bytes": data, "path": arts["image"]}}
                 for fmt, col in hf_parquet.PICTURE_COLUMNS:
                     if fmt in self.formats:
                         rel_png = arts.get(fmt)
@@ -239,7 +243,9 @@ class LedgerOutputs:
                         "annotations": [{"id": first_id + k, **a} for k, a in enumerate(anns)]}
                 if "coco-panoptic" in self.formats and part and part[3]:
                     info["segments_info"] = json.loads(part[3])["segments_info"]
-                members = [(f"{key}.{ext}", self._read(stem_rel)),
+                data = exif.aligned_image(self._read(stem_rel), image.get("width"),
+                                          image.get("height"))
+                members = [(f"{key}.{ext}", data),
                            (f"{key}.json", webdataset.record_json(info))]
                 for fmt, name in webdataset.PICTURE_MEMBERS:
                     if fmt in self.formats and fmt in arts:
