@@ -6,7 +6,7 @@
 Runs the real command (`python -m pipeline`, DirectRunner with every core, assets served on
 127.0.0.1) on one generated release, twice per run: with --split and the per-sample formats,
 then the same with hf-parquet and webdataset added. Prints, for each: samples/s, CPU per
-sample (every process of the run, from getrusage), peak RSS (launcher, largest process, all
+sample (every process of the run, sampled from /proc), peak RSS (launcher, largest process, all
 processes, from /proc), the shards written per format and split, and the extra CPU per
 sample that the shards cost (the issue's budget: at most 15 %).
 """
@@ -61,7 +61,8 @@ def _run(url: str, out: str, formats: str, args) -> dict:
     r = run_measured([sys.executable, "-m", "pipeline", "--release", url + "release.json",
                       "--output", out, "--formats", formats, "--split", args.split,
                       "--shard_mb", str(args.shard_mb), *args.pipeline_args], cwd=_REPO)
-    return {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+    # getrusage misses the SDK worker processes (never waited for): /proc sees them all.
+    return {"wall_s": r["wall_s"], "cpu_s": max(r["cpu_s"], r["cpu_s_all_processes"]),
             "peak_rss_mb_launcher": r["peak_rss_mb_launcher"],
             "peak_rss_mb_largest_process": r["peak_rss_mb_largest_process"],
             "peak_rss_mb_all_processes": r["peak_rss_mb_all_processes"],
