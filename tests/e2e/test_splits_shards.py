@@ -185,52 +185,66 @@ def test_webdataset_iterates_every_record_with_the_same_content(exported):
     assert seen == {u: r["split"] for u, r in rows.items()}
 
 
-def test_ultralytics_accepts_data_yaml(exported, tmp_path, monkeypatch):
-    out, _, _ = exported
+# Ultralytics patches PIL.Image.open process-wide when imported (and tries to pip-install a
+# HEIF plugin on the first unidentified image), so it runs in a child process of its own.
+_ULTRALYTICS = """
+import json, os, sys
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.data.utils import check_det_dataset
+
+data = check_det_dataset(sys.argv[1], autodownload=False)
+out = {"nc": data["nc"], "lists": {s: data[s] for s in ("train", "val", "test")}}
+val = YOLODataset(img_path=data["val"], data=data, task="detect", imgsz=64, augment=False)
+out["val_images"] = len(val)
+out["val_boxes"] = sum(len(lab["bboxes"]) for lab in val.labels)
+print(json.dumps(out))
+"""
+
+
+def _ultralytics(data_yaml: str, tmp_path) -> dict:
+    """check_det_dataset and the validation YOLODataset of `yolo train`, offline: YOLO_OFFLINE
+    skips its DNS probe; it looks for a font for its plots and downloads it when missing, so
+    a file of that name in its config folder (YOLO_CONFIG_DIR) keeps it offline; the working
+    directory is elsewhere, as data.yaml must resolve against its own folder."""
+    import subprocess
+    import sys
+
     config = tmp_path / "yolo-config"
     config.mkdir()
-    # Ultralytics looks for a font for its plots and downloads it when missing; a file of
-    # that name in its config folder keeps the check offline (it only tests existence).
     (config / "Arial.ttf").write_bytes(b"")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(config))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
-    monkeypatch.chdir(tmp_path)  # data.yaml resolves against its own folder, not the cwd
-    from ultralytics.data.utils import check_det_dataset
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(config), "YOLO_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", _ULTRALYTICS, data_yaml], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    data = check_det_dataset(os.path.join(out, "data.yaml"), autodownload=False)
+
+def test_ultralytics_accepts_data_yaml(exported, tmp_path):
+    out, _, _ = exported
+    data = _ultralytics(os.path.join(out, "data.yaml"), tmp_path)
     assert data["nc"] == len(synth.CATEGORIES)
     rows = _manifest(out)
     for split in ("train", "val", "test"):
-        listed = open(data[split]).read().splitlines()
+        listed = open(data["lists"][split]).read().splitlines()
         assert len(listed) == sum(r["split"] == split for r in rows)
         for line in listed:
             assert os.path.exists(os.path.join(out, line))
-
-
-def test_readme_training_recipes_load_the_export(exported, tmp_path, monkeypatch):
-    """The data-loading half of each README recipe ("Training on the export"), as written
-    there, on a real export: Ultralytics' YOLODataset on the split lists, the Transformers
-    semantic-segmentation script's preprocessing on hf/, torchvision's CocoDetection on the
-    per-split COCO files."""
-    out, _, truth = exported
-    rows = _manifest(out)
-    # Ultralytics: the dataset `yolo train data=OUT/data.yaml` builds for validation.
-    config = tmp_path / "yolo-config"
-    config.mkdir()
-    (config / "Arial.ttf").write_bytes(b"")  # see test_ultralytics_accepts_data_yaml
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(config))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
-    from ultralytics.data.dataset import YOLODataset
-    from ultralytics.data.utils import check_det_dataset
-
-    data = check_det_dataset(os.path.join(out, "data.yaml"), autodownload=False)
-    val = YOLODataset(img_path=data["val"], data=data, task="detect", imgsz=64, augment=False)
-    boxes = sum(len(lab["bboxes"]) for lab in val.labels)
+    # The dataset `yolo train` builds for validation finds every image and label line.
     lines = sum(len(open(os.path.join(out, r["yolo_path"])).read().splitlines())
                 for r in rows if r["split"] == "val")
-    assert len(val) == sum(r["split"] == "val" for r in rows) and boxes == lines > 0
+    assert data["val_images"] == sum(r["split"] == "val" for r in rows)
+    assert data["val_boxes"] == lines > 0
 
-    # Hugging Face: id2label for the config, then the script's preprocess_batch inputs.
+
+def test_readme_training_recipes_load_the_export(exported):
+    """The data-loading half of the README's Hugging Face and torchvision recipes
+    ("Training on the export"), as written there, on a real export: the Transformers
+    semantic-segmentation script's preprocessing on hf/, torchvision's CocoDetection on the
+    per-split COCO files (the Ultralytics one: test_ultralytics_accepts_data_yaml)."""
+    out, _, truth = exported
+    rows = _manifest(out)
     import datasets
 
     ds = datasets.load_dataset(os.path.join(out, "hf"))
@@ -240,7 +254,6 @@ def test_readme_training_recipes_load_the_export(exported, tmp_path, monkeypatch
         assert image.shape[:2] == target.shape
         assert set(np.unique(target).tolist()) <= set(id2label)  # every value has a label
 
-    # torchvision: COCO detection with boxes, labels and masks from the RLE.
     from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 
     coco = CocoDetection(os.path.join(out, "images"), os.path.join(out, "coco-instance-train.json"))
