@@ -38,7 +38,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import pyarrow as pa
@@ -106,17 +106,23 @@ def schema(formats: Sequence[str]) -> pa.Schema:
                      metadata={"huggingface": json.dumps(features)})
 
 
-def objects(bodies: Iterable[str], first_id: int) -> list[dict]:
+_DECODER = json.JSONDecoder()
+_SEGMENTATION = '"segmentation":'
+
+
+def objects(bodies: Sequence[str], first_id: int) -> list[dict]:
     """coco-instance annotation texts (without id) -> the `objects` column, ids from
-    `first_id`."""
+    `first_id`. `segmentation` is the annotation's own JSON text for it (the top-level key
+    comes before `attributes` in every annotation text)."""
     out = []
-    for k, body in enumerate(bodies):
-        ann = json.loads(body)
-        seg = ann.get("segmentation")
+    for k, (body, ann) in enumerate(zip(bodies, json.loads("[" + ",".join(bodies) + "]"))):
+        seg = None
+        if "segmentation" in ann:
+            start = body.index(_SEGMENTATION) + len(_SEGMENTATION)
+            seg = body[start:_DECODER.raw_decode(body, start)[1]]
         out.append({"id": first_id + k, "category_id": ann["category_id"],
                     "bbox": [float(v) for v in ann["bbox"]], "area": float(ann["area"]),
-                    "iscrowd": int(ann.get("iscrowd", 0)),
-                    "segmentation": None if seg is None else json.dumps(seg, separators=(",", ":"))})
+                    "iscrowd": int(ann.get("iscrowd", 0)), "segmentation": seg})
     return out
 
 

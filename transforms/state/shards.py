@@ -21,7 +21,8 @@ Contract:
     split and number hold the same samples.
   * Embedded images are the original bytes, except a JPEG whose EXIF orientation would turn
     it away from its masks (`exif.aligned_image`: two bytes of its EXIF set to "normal").
-  * A task holds one shard's records at a time (a Parquet row group, a tar member).
+  * A task holds one shard's records at a time (a Parquet row group, a tar member); one
+    task writes a shard of both formats, reading each file once.
   * YOLO split lists `{split}.txt`: one line `./images/...` per image of the split's
     exported samples (every frame of a sequence), release order; Ultralytics reads a
     `./` line relative to the list's folder.
@@ -31,13 +32,14 @@ Contract:
 from __future__ import annotations
 
 import array
+import contextlib
 import dataclasses
 import json
 import math
 from collections.abc import Iterator, Sequence
 
 from transforms import storage
-from transforms.formats import exif, hf_parquet, webdataset, yolo
+from transforms.formats import coco, exif, hf_parquet, webdataset, yolo
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
 from transforms.model.types import EXPORTED
@@ -110,8 +112,11 @@ class LedgerOutputs:
         per: dict[str, tuple[array.array, array.array, array.array]] = {
             s: (array.array("q"), array.array("q"), array.array("q")) for s in order}
         next_id = {s: 1 for s in order}
-        for row, part, _ in ledger.results(self.ledger):
-            if row.status != EXPORTED or not any(f == "image" for f, _ in row.artifacts):
+        for _, status, packed, _ in ledger.entries(self.ledger):
+            if status != EXPORTED:
+                continue
+            row, part, _ = pickles.unpack(packed)
+            if not any(f == "image" for f, _ in row.artifacts):
                 continue  # a sample exported without an image (no image URL) is no record
             split = row.split or DEFAULT_SPLIT
             bodies = part[2] if part is not None else ()
@@ -138,14 +143,15 @@ class LedgerOutputs:
         return out
 
     def tasks(self) -> list[tuple]:
+        """("lists",) writes every split list; ("shard", Shard) one shard of each shard
+        format (its samples' files read once for both); ("hf-card", ...) hf/'s card."""
         tasks: list[tuple] = []
         if self.split_names and self.lists:
-            tasks += [("list", s) for s in self.split_names]
+            tasks.append(("lists",))
         if not self.shard_formats:
             return tasks
         shards = self.plan()
-        for fmt in self.shard_formats:
-            tasks += [(fmt, s) for s in shards]
+        tasks += [("shard", s) for s in shards]
         if "hf-parquet" in self.formats:
             summary: dict[str, list[int]] = {}
             for s in shards:
@@ -157,12 +163,10 @@ class LedgerOutputs:
 
     def run(self, task: tuple) -> str:
         kind = task[0]
-        if kind == "list":
-            return self._split_list(task[1])
-        if kind == "hf-parquet":
-            return self._hf_shard(task[1])
-        if kind == "webdataset":
-            return self._wds_shard(task[1])
+        if kind == "lists":
+            return self._split_lists()
+        if kind == "shard":
+            return self._shard(task[1])
         if kind == "hf-card":
             return self._hf_card(dict((k, tuple(v)) for k, v in task[1]))
         raise ValueError(f"unknown ledger task {task!r}")
@@ -173,15 +177,20 @@ class LedgerOutputs:
 
     # ------------------------------------------------------------------ tasks
 
-    def _split_list(self, split: str) -> str:
-        path = storage.join(self.output, yolo.split_list(split))
-        with storage.open_atomic(path) as out:
-            for row, _, _ in ledger.results(self.ledger):
-                if row.status == EXPORTED and row.split == split:
-                    for fmt, rel in row.artifacts:
-                        if fmt == "image":
-                            out.write(f"./{rel}\n".encode("utf-8", "surrogatepass"))
-        return path
+    def _split_lists(self) -> str:
+        """Every split's list, from one pass over the ledger."""
+        folder = self.output
+        with contextlib.ExitStack() as stack:
+            outs = {s: stack.enter_context(storage.open_atomic(
+                storage.join(folder, yolo.split_list(s)))) for s in self.split_names}
+            for position, status, packed, _ in ledger.entries(self.ledger):
+                if status != EXPORTED:
+                    continue
+                row = pickles.unpack(packed)[0]
+                for fmt, rel in row.artifacts:
+                    if fmt == "image" and row.split in outs:
+                        outs[row.split].write(f"./{rel}\n".encode("utf-8", "surrogatepass"))
+        return folder
 
     def _members(self, shard: Shard) -> Iterator[tuple[object, tuple, int]]:
         """(row, coco part, first annotation id) of the shard's records, in order."""
@@ -197,65 +206,78 @@ class LedgerOutputs:
     def _read(self, rel: str) -> bytes:
         return storage.read_bytes(storage.join(self.output, rel))
 
-    def _hf_shard(self, shard: Shard) -> str:
-        rel = hf_parquet.shard_name(shard.split, shard.number, shard.shards)
-        path = storage.join(self.output, "hf", rel)
-        with storage.open_atomic(path) as out:
-            writer = hf_parquet.ShardWriter(out, self.formats)
+    def _shard(self, shard: Shard) -> str:
+        """Shard `shard` of every shard format: each record's files read once."""
+        hf = "hf-parquet" in self.formats
+        wds = "webdataset" in self.formats
+        paths_out = []
+        with contextlib.ExitStack() as stack:
+            if hf:
+                rel = hf_parquet.shard_name(shard.split, shard.number, shard.shards)
+                paths_out.append(storage.join(self.output, paths.HF_DIR, rel))
+                hf_writer = hf_parquet.ShardWriter(
+                    stack.enter_context(storage.open_atomic(paths_out[-1])), self.formats)
+            if wds:
+                paths_out.append(storage.join(self.output, webdataset.shard_name(
+                    shard.split, shard.number)))
+                tar = webdataset.TarWriter(stack.enter_context(storage.open_atomic(paths_out[-1])))
             for row, part, first_id in self._members(shard):
                 arts = dict(row.artifacts)
                 image = json.loads(part[1]) if part and part[1] else {}
+                bodies = part[2] if part else ()
                 data = exif.aligned_image(self._read(arts["image"]), image.get("width"),
                                           image.get("height"))
-                record = {"image": {"bytes": data, "path": arts["image"]}}
-                for fmt, col in hf_parquet.PICTURE_COLUMNS:
-                    if fmt in self.formats:
-                        rel_png = arts.get(fmt)
-                        record[col] = (None if rel_png is None
-                                       else {"bytes": self._read(rel_png), "path": rel_png})
-                record["objects"] = hf_parquet.objects(part[2] if part else (), first_id)
-                if "coco-panoptic" in self.formats:
-                    panoptic = json.loads(part[3]) if part and part[3] else None
-                    record["segments_info"] = (None if panoptic is None else json.dumps(
-                        panoptic["segments_info"], separators=(",", ":")))
-                record.update(name=row.name, uuid=row.uuid, image_id=row.image_id,
-                              width=image.get("width"), height=image.get("height"),
-                              metadata=_metadata(row))
-                writer.add(record)
-            writer.close()
-        return path
+                pictures = {fmt: (arts[fmt], self._read(arts[fmt]))
+                            for fmt, _ in hf_parquet.PICTURE_COLUMNS
+                            if fmt in self.formats and fmt in arts}
+                segments = (json.loads(part[3])["segments_info"]
+                            if "coco-panoptic" in self.formats and part and part[3] else None)
+                if hf:
+                    hf_writer.add(self._hf_record(row, arts["image"], data, pictures, bodies,
+                                                  first_id, image, segments))
+                if wds:
+                    tar.add(self._wds_record(row, arts["image"], data, pictures, bodies,
+                                             first_id, image, segments))
+            if hf:
+                hf_writer.close()
+            if wds:
+                tar.close()
+        return ",".join(paths_out)
 
-    def _wds_shard(self, shard: Shard) -> str:
-        path = storage.join(self.output, webdataset.shard_name(shard.split, shard.number))
+    def _hf_record(self, row, image_rel, data, pictures, bodies, first_id, image,
+                   segments) -> dict:
+        record = {"image": {"bytes": data, "path": image_rel}}
+        for fmt, col in hf_parquet.PICTURE_COLUMNS:
+            if fmt in self.formats:
+                rel_png, png = pictures.get(fmt, (None, None))
+                record[col] = None if png is None else {"bytes": png, "path": rel_png}
+        record["objects"] = hf_parquet.objects(bodies, first_id)
+        if "coco-panoptic" in self.formats:
+            record["segments_info"] = (None if segments is None
+                                       else json.dumps(segments, separators=(",", ":")))
+        record.update(name=row.name, uuid=row.uuid, image_id=row.image_id,
+                      width=image.get("width"), height=image.get("height"),
+                      metadata=row.metadata)
+        return record
 
-        def records():
-            for row, part, first_id in self._members(shard):
-                arts = dict(row.artifacts)
-                stem_rel = arts["image"]
-                key = webdataset.record_key(_stem_of(stem_rel))
-                ext = stem_rel.rsplit(".", 1)[-1].lower()
-                image = json.loads(part[1]) if part and part[1] else {}
-                anns = [json.loads(b) for b in (part[2] if part else ())]
-                info = {"name": row.name, "uuid": row.uuid, "image_id": row.image_id,
-                        "split": row.split or DEFAULT_SPLIT,
-                        "file_name": image.get("file_name"), "width": image.get("width"),
-                        "height": image.get("height"), "metadata": _metadata_value(row),
-                        "annotations": [{"id": first_id + k, **a} for k, a in enumerate(anns)]}
-                if "coco-panoptic" in self.formats and part and part[3]:
-                    info["segments_info"] = json.loads(part[3])["segments_info"]
-                data = exif.aligned_image(self._read(stem_rel), image.get("width"),
-                                          image.get("height"))
-                members = [(f"{key}.{ext}", data),
-                           (f"{key}.json", webdataset.record_json(info))]
-                for fmt, name in webdataset.PICTURE_MEMBERS:
-                    if fmt in self.formats and fmt in arts:
-                        data = self._read(arts[fmt])
-                        members.append((webdataset.picture_member(key, name, data), data))
-                yield members
-
-        with storage.open_atomic(path) as out:
-            webdataset.write_records(out, records())
-        return path
+    def _wds_record(self, row, image_rel, data, pictures, bodies, first_id, image,
+                    segments) -> list[tuple[str, bytes]]:
+        key = webdataset.record_key(_stem_of(image_rel))
+        ext = image_rel.rsplit(".", 1)[-1].lower()
+        info = {"name": row.name, "uuid": row.uuid, "image_id": row.image_id,
+                "split": row.split or DEFAULT_SPLIT, "file_name": image.get("file_name"),
+                "width": image.get("width"), "height": image.get("height"),
+                "metadata": None if row.metadata is None else json.loads(row.metadata)}
+        if segments is not None:
+            info["segments_info"] = segments
+        annotations = (coco.with_id(b, first_id + k) for k, b in enumerate(bodies))
+        members = [(f"{key}.{ext}", data),
+                   (f"{key}.json", webdataset.record_json(info, annotations))]
+        for fmt, name in webdataset.PICTURE_MEMBERS:
+            if fmt in pictures:
+                png = pictures[fmt][1]
+                members.append((webdataset.picture_member(key, name, png), png))
+        return members
 
     def _hf_card(self, summary: dict[str, tuple]) -> str:
         task = "object-detection" if not any(
@@ -274,11 +296,3 @@ def _stem_of(image_rel: str) -> str:
     """The stem of `images/{stem}{ext}`."""
     name = image_rel.split("/", 1)[1]
     return name.rsplit(".", 1)[0]
-
-
-def _metadata(row) -> str | None:
-    return row.metadata
-
-
-def _metadata_value(row):
-    return None if row.metadata is None else json.loads(row.metadata)
