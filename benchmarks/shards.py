@@ -69,6 +69,27 @@ def _run(url: str, out: str, formats: str, args) -> dict:
             "shards": _shards(out)}
 
 
+def _shard_step_cpu(root: str, out: str, args) -> float:
+    """CPU ms per sample of writing the split lists and every shard again, in-process, from
+    the ledger and files of the export in `out` (the tasks a run gives to its workers)."""
+    from transforms import release
+    from transforms.model.taxonomy import Taxonomy
+    from transforms.state import ledger, shards
+
+    with open(os.path.join(root, "release.json"), "rb") as f:
+        info = release.release_info(release.scan_header(f), release.Selection())
+    names, _ = release.parse_ratios(args.split)
+    job = shards.LedgerOutputs(
+        output=out, ledger=ledger.generation_dir(out, 0),
+        formats=tuple((BASE_FORMATS + "," + SHARD_FORMATS).split(",")), split_names=names,
+        shard_bytes=max(1, int(args.shard_mb * (1 << 20))), taxonomy=Taxonomy(info.categories),
+        dataset_name=info.dataset_name, release_name=info.name, task_type=info.task_type)
+    job.run_all()  # once to import what a worker imports once (pyarrow pulls in pandas)
+    t0 = time.process_time()
+    job.run_all()
+    return 1000 * (time.process_time() - t0) / args.samples
+
+
 def _summary(runs: list[dict], samples: int) -> dict:
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
     return {"samples_per_s": round(samples / med("wall_s"), 1),
@@ -101,6 +122,7 @@ def main(argv=None) -> None:
         for _ in range(args.runs):  # interleaved, so machine noise hits both alike
             base.append(_run(server.url, out, BASE_FORMATS, args))
             sharded.append(_run(server.url, out, BASE_FORMATS + "," + SHARD_FORMATS, args))
+    step = _shard_step_cpu(root, out, args)
     shutil.rmtree(out, ignore_errors=True)
     without, with_shards = _summary(base, args.samples), _summary(sharded, args.samples)
     report = {
@@ -111,6 +133,11 @@ def main(argv=None) -> None:
         "with_shards": with_shards,
         "shard_cpu_overhead_pct": round(100 * (with_shards["cpu_ms_per_sample"]
                                                / without["cpu_ms_per_sample"] - 1), 1),
+        # The shard step alone, run again in this process on the last export (its CPU time
+        # does not depend on what else the machine runs as much as two whole runs do).
+        "shard_step_cpu_ms_per_sample": round(step, 2),
+        "shard_step_pct_of_export_without_shards": round(
+            100 * step / without["cpu_ms_per_sample"], 1),
     }
     print(json.dumps(report, indent=2))
 
