@@ -40,11 +40,12 @@ def served(http_root):
     return root, url, truth
 
 
-def _write(root, url, truth, n=SAMPLES, failing=(), metadata=None):
+def _write(root, url, truth, n=SAMPLES, failing=(), metadata=None, no_image=()):
     entries = []
     for i, t in enumerate(truth[:n]):
         bitmap = url + ("labels/missing.png" if i in failing else t.bitmap_file)
-        entries.append(synth.sample_entry(t.name, t.uuid, url + t.image_file, bitmap,
+        image = None if i in no_image else url + t.image_file
+        entries.append(synth.sample_entry(t.name, t.uuid, image, bitmap,
                                           t.annotations, metadata=(metadata or {}).get(i)))
     return synth.write_release(root, entries)
 
@@ -58,6 +59,12 @@ def _outputs(folder) -> dict[str, bytes]:
     """Every output file; the ledger (.export-state) is bookkeeping, compared by content
     in tests/e2e/test_since.py and test_only_failed.py."""
     return {k: v for k, v in tree(str(folder)).items() if not k.startswith(".export-state")}
+
+
+def _cache(out) -> str:
+    """A datasets cache of this test's own: the default one can serve a dataset prepared by
+    an earlier run from files of the same names, sizes and times (stale, as seen)."""
+    return os.path.join(os.path.dirname(str(out)), "hf-cache")
 
 
 def _manifest(out):
@@ -106,8 +113,9 @@ def test_hugging_face_datasets_loads_every_sample_in_its_split(exported):
     assert sum(s.startswith("train-") for s in shards) > 1  # several shards, named -of-
     train = [s for s in shards if s.startswith("train-")]
     assert train == [f"train-{k:05d}-of-{len(train):05d}.parquet" for k in range(len(train))]
-    ds = datasets.load_dataset(os.path.join(out, "hf"))
-    plain = datasets.load_dataset("parquet", data_dir=os.path.join(out, "hf", "data"))
+    ds = datasets.load_dataset(os.path.join(out, "hf"), cache_dir=_cache(out))
+    plain = datasets.load_dataset("parquet", data_dir=os.path.join(out, "hf", "data"),
+                                  cache_dir=_cache(out))
     names = {"train": "train", "val": "validation", "test": "test"}
     truth_by_uuid = {t.uuid: t for t in truth}
     for split, hf_split in names.items():
@@ -247,7 +255,7 @@ def test_readme_training_recipes_load_the_export(exported):
     rows = _manifest(out)
     import datasets
 
-    ds = datasets.load_dataset(os.path.join(out, "hf"))
+    ds = datasets.load_dataset(os.path.join(out, "hf"), cache_dir=_cache(out))
     id2label = {int(k): v for k, v in json.load(open(os.path.join(out, "hf", "id2label.json"))).items()}
     for example in ds["train"]:
         image, target = np.array(example["image"].convert("RGB")), np.array(example["label"])
@@ -338,7 +346,7 @@ def test_vector_release_shards_carry_the_coco_boxes(tmp_path):
          "--formats", "coco-instance,yolo,hf-parquet,webdataset", "--split", "train=0.5,val=0.5",
          *IN_MEMORY])
     assert validate(str(out)).ok
-    ds = datasets.load_dataset(str(out / "hf"))
+    ds = datasets.load_dataset(str(out / "hf"), cache_dir=_cache(out))
     for split, hf_split in (("train", "train"), ("val", "validation")):
         coco = json.load(open(out / f"coco-instance-{split}.json"))
         got = sorted((o["id"], o["category_id"], tuple(o["bbox"]))
@@ -346,6 +354,27 @@ def test_vector_release_shards_carry_the_coco_boxes(tmp_path):
         assert got == sorted((a["id"], a["category_id"], tuple(float(v) for v in a["bbox"]))
                              for a in coco["annotations"])
         assert len(ds[hf_split]) == len(coco["images"])
+
+
+def test_a_sample_without_image_has_no_record_and_moves_no_annotation_id(served, tmp_path):
+    import datasets
+
+    root, url, truth = served
+    out = tmp_path / "out"
+    _export(_write(root, url, truth, no_image=(0, 5)), out, *IN_MEMORY)
+    rows = _manifest(str(out))
+    assert all(r["status"] == "exported" for r in rows)
+    ds = datasets.load_dataset(str(out / "hf"), cache_dir=_cache(out))
+    for split, hf_split in (("train", "train"), ("val", "validation"), ("test", "test")):
+        coco = json.load(open(out / f"coco-instance-{split}.json"))
+        want = {r["uuid"] for r in rows if r["split"] == split and r["image_path"]}
+        if not want:  # every sample of the split lacks an image: the split has no shard
+            assert hf_split not in ds
+            continue
+        assert set(ds[hf_split]["uuid"]) == want
+        for record in ds[hf_split]:
+            anns = [a["id"] for a in coco["annotations"] if a["image_id"] == record["image_id"]]
+            assert [o["id"] for o in record["objects"]] == anns
 
 
 def test_dry_run_prints_the_split_counts(served, tmp_path, capsys):

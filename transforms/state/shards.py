@@ -116,17 +116,18 @@ class LedgerOutputs:
             if status != EXPORTED:
                 continue
             row, part, _ = pickles.unpack(packed)
-            if not any(f == "image" for f, _ in row.artifacts):
-                continue  # a sample exported without an image (no image URL) is no record
             split = row.split or DEFAULT_SPLIT
             bodies = part[2] if part is not None else ()
+            first_id = next_id[split]  # the COCO document numbers every exported sample's
+            next_id[split] += len(bodies)
+            if not any(f == "image" for f, _ in row.artifacts):
+                continue  # a sample exported without an image (no image URL) is no record
             size = 1 + sum(n for fmt, n in row.file_sizes if fmt in embedded) + sum(
                 len(b) for b in bodies)
             positions, sizes, ids = per[split]
             positions.append(row.position)
             sizes.append(size)
-            ids.append(next_id[split])
-            next_id[split] += len(bodies)
+            ids.append(first_id)
         out = []
         for split in order:
             positions, sizes, ids = per[split]
