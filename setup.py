@@ -47,8 +47,10 @@ EXTRAS_REQUIRE = {
     # DataflowRunner refuses to load without the [gcp] extra.
     "gcp": ["apache-beam[gcp]>=2.77.0,<2.78"],
     # Readers `python -m pipeline.validate` also uses when present (the test suite needs
-    # them): faster-coco-eval's stricter RLE decoder, hotcoco's panoptic quality (PQ).
-    "validate": ["faster-coco-eval>=1.6,<2", "hotcoco>=1.2,<2"],
+    # them): faster-coco-eval's stricter RLE decoder, hotcoco's panoptic quality (PQ), and
+    # the consumers of the shard formats (datasets, webdataset; see the test extra).
+    "validate": ["faster-coco-eval>=1.6,<2", "hotcoco>=1.2,<2", "datasets>=4,<6",
+                 "webdataset>=1,<2"],
     "test": [
         "faster-coco-eval>=1.6,<2",
         "hotcoco>=1.2,<2",
@@ -72,6 +74,19 @@ EXTRAS_REQUIRE = {
         "moto[s3]>=5.1,<6",
         "flask>=3,<4",
         "flask-cors>=5,<7",
+        # The consumers of the split and shard outputs, reading them back in
+        # tests/e2e/test_splits_shards.py: Hugging Face `datasets` (load_dataset on hf/ and
+        # on its Parquet files; pure Python over pyarrow, ~6 s to install) and webdataset
+        # (iterates the tars; pure Python).
+        "datasets>=4,<6",
+        "webdataset>=1,<2",
+        # Ultralytics' own dataset checker (check_det_dataset) on data.yaml and the split
+        # lists. It imports torch at module level (ultralytics.utils, ultralytics.nn), and
+        # PyPI's Linux torch wheel loads the CUDA libraries (nvidia-* wheels) on import, so
+        # `--no-deps` or a torch without them does not import: the whole stack is needed.
+        # Measured here: 1 min 50 s to 2 min 50 s to install, ~6 GB on disk; CI stays far
+        # within its time (no GPU is used, the test only reads files).
+        "ultralytics>=8.3,<9",
     ],
 }
 

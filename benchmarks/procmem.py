@@ -46,6 +46,17 @@ def _hwm(pid: int) -> int:
     return 0
 
 
+def _cpu(pid: int) -> tuple[int, float] | None:
+    """(start time, own user + system CPU seconds) of a process, from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[19]), (int(fields[11]) + int(fields[12])) / tick
+
+
 class TreeSampler:
     """Samples the summed RSS of `pid` and its descendants every `interval` seconds."""
 
@@ -55,7 +66,15 @@ class TreeSampler:
         self.peak_total = 0  # bytes, all processes together
         self.peak_single = 0  # bytes, the largest process
         self.peak_root = 0  # bytes, the command's own process (e.g. the Beam launcher)
+        # CPU seconds of every process of the tree, each one's latest own utime + stime:
+        # worker processes that are never waited for do not reach getrusage's children.
+        self._cpu: dict[tuple[int, int], float] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds of every process seen (up to one interval short per process)."""
+        return sum(self._cpu.values())
 
     def __enter__(self) -> TreeSampler:
         self._thread.start()
@@ -72,6 +91,9 @@ class TreeSampler:
             while todo:
                 pid = todo.pop()
                 total += _rss(pid)
+                cpu = _cpu(pid)
+                if cpu is not None:
+                    self._cpu[(pid, cpu[0])] = cpu[1]
                 single = max(single, _hwm(pid))
                 todo.extend(tree.get(pid, ()))
             self.peak_root = max(self.peak_root, _hwm(self._pid))
@@ -99,6 +121,7 @@ def run_measured(cmd: list[str], **kwargs) -> dict:
         "peak_rss_mb_largest_process": sampler.peak_single / 2**20,
         "peak_rss_mb_all_processes": sampler.peak_total / 2**20,
         "peak_rss_mb_launcher": sampler.peak_root / 2**20,
+        "cpu_s_all_processes": sampler.cpu_s,
         "stdout": out,
         "stderr": err,
     }

@@ -57,6 +57,11 @@ _LABELS = {
     "allow_local_files": "Allow local files",
     "stuff_as_instances": "Stuff categories as objects in the instance formats",
     "log_level": "Log level of the launcher",
+    "split": "Train/val/test split ratios",
+    "split_salt": "Split hash salt",
+    "split_by_metadata": "Split from this metadata key",
+    "split_missing": "Sample without the split metadata key",
+    "shard_mb": "Shard size (MiB) of hf-parquet and webdataset",
 }
 
 _REQUIRED = {"release", "output"}
@@ -112,6 +117,10 @@ _REGEXES = {
     "only_failed": [r"^false$"],
     "since": [r"^$"],
     "validate": [r"^false$"],
+    "shard_mb": [r"^[0-9]+(\.[0-9]+)?$"],
+    "split_salt": [r"^[^\n\r]+$"],
+    "split_by_metadata": [r"^[^\n\r]+$"],
+    "split": [r"^(train|val|test)=[0-9.]+(,(train|val|test)=[0-9.]+)*$"],
 }
 
 

@@ -12,6 +12,7 @@ import yaml
 from pipeline import EXAMPLE_RELEASE
 from transforms import release
 from transforms.model.types import FORMATS
+from transforms.release.splits import DEFAULT_SALT
 from transforms.state import chunking
 
 
@@ -40,6 +41,20 @@ class ExportConfig:
     chunk_samples: int | str = "auto"  # local runs: samples per chunk; 0 = one chunk
     allow_local_files: bool = False  # read file://, absolute and out-of-folder local paths
     stuff_as_instances: bool = False  # stuff categories as objects in the instance formats
+    split: str | None = None  # e.g. "train=0.8,val=0.1,test=0.1" (`release.splits`)
+    split_salt: str = DEFAULT_SALT
+    split_by_metadata: str | None = None  # metadata key naming each sample's split
+    split_missing: str = "error"  # error | hash: a sample without that metadata key
+    shard_mb: float = 500  # hf-parquet and webdataset: target shard size in MiB
+
+    @property
+    def split_spec(self) -> release.SplitSpec | None:
+        """The requested splits, or None without --split."""
+        if self.split is None:
+            return None
+        names, ratios = release.parse_ratios(self.split)
+        return release.SplitSpec(names, ratios, self.split_salt, self.split_by_metadata,
+                                 self.split_missing)
 
     def chunk_size(self, local: bool) -> int:
         """Samples per chunk for this run (0: the release in one pipeline)."""
@@ -107,6 +122,8 @@ def _normalise(raw: dict[str, Any], name) -> dict[str, Any]:
         out["formats"] = _formats(out["formats"], name("formats"))
     if "filter_by" in out and out["filter_by"] is not None:
         out["filter_by"] = _statuses(out["filter_by"], name("filter_by"))
+    if isinstance(out.get("split"), dict):  # YAML: split: {train: 0.8, val: 0.2}
+        out["split"] = ",".join(f"{k}={v}" for k, v in out["split"].items())
     if isinstance(out.get("chunk_samples"), str) and out["chunk_samples"].strip().isdigit():
         out["chunk_samples"] = int(out["chunk_samples"])
     if "filter_by_metadata" in out:
@@ -156,7 +173,10 @@ def load(flags: dict[str, Any]) -> ExportConfig:
 
 _TYPES = {"images": str, "instance_png": str, "coco_segmentation": str, "output": str, "release": str, "id_increment": int,
           "coco_shard_size": int, "manifest_rows_per_shard": int,
-          "http_attempts": int, "http_timeout": (int, float)}
+          "http_attempts": int, "http_timeout": (int, float), "split_salt": str,
+          "split_missing": str, "shard_mb": (int, float)}
+
+MIN_SHARD_MB, MAX_SHARD_MB = 0.01, 1 << 20  # 10 KiB .. 1 TiB
 
 
 def _validate(cfg: ExportConfig) -> None:
@@ -197,6 +217,29 @@ def _validate(cfg: ExportConfig) -> None:
         raise ConfigError("http_timeout: expected a positive number of seconds")
     if not cfg.output:
         raise ConfigError("--output: empty path")
+    _validate_splits(cfg)
+
+
+def _validate_splits(cfg: ExportConfig) -> None:
+    if cfg.split is not None:
+        if not isinstance(cfg.split, str):
+            raise ConfigError(f"split: expected NAME=RATIO pairs, got {cfg.split!r}")
+        try:
+            release.parse_ratios(cfg.split)
+        except ValueError as e:
+            raise ConfigError(f"--split: {e}") from None
+    if cfg.split_missing not in ("error", "hash"):
+        raise ConfigError(f"--split_missing: expected error or hash, got {cfg.split_missing!r}")
+    if cfg.split_by_metadata is not None:
+        if not isinstance(cfg.split_by_metadata, str) or not cfg.split_by_metadata:
+            raise ConfigError("--split_by_metadata: expected a metadata key")
+        if cfg.split is None:
+            raise ConfigError("--split_by_metadata: also give --split with the split names "
+                              "(and the ratios for samples without the key), e.g. "
+                              "--split train=0.8,val=0.2")
+    if not MIN_SHARD_MB <= cfg.shard_mb <= MAX_SHARD_MB:
+        raise ConfigError(f"--shard_mb: expected {MIN_SHARD_MB}..{MAX_SHARD_MB} (MiB per "
+                          f"shard), got {cfg.shard_mb}")
 
 
 def _kind_name(kind) -> str:

@@ -23,18 +23,28 @@ from transforms.formats import coco, yolo
 from transforms.formats.sample_export import ExportSettings
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
-from transforms.model.types import KEYPOINT_TASKS, SEPARATE_KEYPOINT_TASKS, SHAPE_TASKS
+from transforms.model.types import (
+    KEYPOINT_TASKS,
+    SEPARATE_KEYPOINT_TASKS,
+    SHAPE_TASKS,
+    SHARD_FORMATS,
+)
 from transforms.read import ReadChunk
 from transforms.release import ReleaseInfo
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
-from transforms.state import chunking, ledger
+from transforms.state import chunking, ledger, shards
 from transforms.storage import pickles
 from transforms.write import WriteLedger, WriteManifestParts, WriteOnce
 
 
+def split_names(info: ReleaseInfo) -> tuple[str, ...]:
+    """The requested splits, () without --split."""
+    return info.splits.spec.names if info.splits is not None else ()
+
+
 def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]) -> dict:
     """What report.json says about the release and the options (no secrets: URLs redacted)."""
-    return {
+    header = {
         "release": {"name": info.name, "dataset": info.dataset_name, "owner": info.owner,
                     "task_type": info.task_type, "layout": info.layout,
                     "labelset": info.labelset, "uri": storage.redact(cfg.release)},
@@ -46,6 +56,24 @@ def report_header(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...]
                     "stuff_as_instances": cfg.stuff_as_instances},
         "category_names": {c.id: c.name for c in info.categories},
     }
+    if info.splits is not None:  # nothing changes without --split
+        spec = info.splits.spec
+        header["options"].update(split={n: r for n, r in zip(spec.names, spec.ratios)},
+                                 split_salt=spec.salt, split_by_metadata=spec.by_metadata,
+                                 split_missing=spec.missing)
+        header["splits"] = list(spec.names)
+    if set(formats) & set(SHARD_FORMATS):
+        header["options"]["shard_mb"] = cfg.shard_mb
+    return header
+
+
+def ledger_outputs(cfg: ExportConfig, info: ReleaseInfo, formats: tuple[str, ...],
+                   ledger_dir: str) -> shards.LedgerOutputs:
+    """The outputs written from the finished ledger (split lists, shards)."""
+    return shards.LedgerOutputs(
+        output=cfg.output, ledger=ledger_dir, formats=formats, split_names=split_names(info),
+        shard_bytes=max(1, int(cfg.shard_mb * (1 << 20))), taxonomy=taxonomy_for(cfg, info),
+        dataset_name=info.dataset_name, release_name=info.name, task_type=info.task_type)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +82,7 @@ class ChunkRun:
 
     chunk: chunking.Chunk
     stems_path: str
-    id_base: dict[str, int]  # annotations of the chunks before this one, per coco.NUMBERED
+    id_base: dict  # {numbered COCO document: annotations of the chunks before this one}
     ledger_only: bool = False  # --only_failed: the samples' files and ledger entries only
 
 
@@ -92,7 +120,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                  | "Spread" >> beam.GroupByKey()
                  | "Unpack" >> beam.FlatMap(lambda kv: map(pickles.unpack, kv[1])))
     exported = named | "ExportSamples" >> ExportSamples(job)
-    # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON); rows: ManifestRow
+    # parts: (index, image JSON, (annotation JSON, ...), panoptic JSON, split); rows: ManifestRow
     rows = (read.rows, exported.rows) | "AllRows" >> beam.Flatten()
     entries = (read.rows | "LedgerEntries" >> beam.Map(ledger.entry),
                exported.ledger) | "AllLedgerEntries" >> beam.Flatten()
@@ -103,28 +131,44 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
     if chunk is not None and chunk.ledger_only:
         return {"ledger": written}
     if chunk is not None:
-        return {"ledger": written, **_chunk_outputs(root, cfg, formats, chunk, exported, rows)}
+        return {"ledger": written,
+                **_chunk_outputs(root, cfg, info, formats, chunk, exported, rows)}
     outputs: dict[str, Any] = {
         "ledger": written,
         "manifest": rows | "WriteManifest" >> WriteManifest(
-            cfg.output, info.sample_count, cfg.manifest_rows_per_shard),
+            cfg.output, info.sample_count, cfg.manifest_rows_per_shard,
+            splits=info.splits is not None),
         "failures": rows | "WriteFailures" >> WriteFailures(cfg.output),
         "report": rows | "WriteReport" >> WriteReport(cfg.output, report_header(cfg, info, formats)),
         "preview": exported.preview | "WritePreview" >> WritePreview(cfg.output, taxonomy),
     }
-    for fmt, header in coco_headers(info, taxonomy, formats).items():
-        outputs[fmt] = (
-            exported.parts
-            | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
-            | f"Write{_STEP[fmt]}" >> WriteCocoDocument(
-                storage.join(cfg.output, paths.COCO_FILES[fmt]), header,
-                storage.join(temp, fmt), assign_ids=fmt in coco.NUMBERED,
+    for doc, header in coco_headers(info, taxonomy, formats).items():
+        fmt, split = paths.coco_document_parts(doc)
+        step = _step(doc)
+        parts = exported.parts
+        if split is not None:
+            parts = parts | f"{step}Only" >> beam.Filter(_in_split, split)
+        outputs[doc] = (
+            parts
+            | f"{step}Parts" >> beam.Map(_coco_part, fmt)
+            | f"Write{step}" >> WriteCocoDocument(
+                storage.join(cfg.output, paths.coco_json(doc)), header,
+                storage.join(temp, doc), assign_ids=fmt in coco.NUMBERED,
                 shard_size=cfg.coco_shard_size)
         )
     if "yolo" in formats or "yolo-seg" in formats:  # one class list for both
         outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
             storage.join(cfg.output, paths.YOLO_DATA_YAML),
-            yolo.data_yaml(taxonomy, cfg.images == "copy"))
+            yolo.data_yaml(taxonomy, split_names(info), cfg.images == "copy"))
+    done = ledger_outputs(cfg, info, formats, ledger.generation_dir(cfg.output, 0))
+    if done.wanted:  # split lists and shards: once every ledger file is written
+        outputs["from_ledger"] = (
+            written
+            | "LedgerWritten" >> beam.combiners.Count.Globally()
+            | "LedgerTasks" >> beam.FlatMap(lambda _, job: job.tasks(), done)
+            # (kind, split or Shard): one split list, shard or card each
+            | "SpreadLedgerTasks" >> beam.Reshuffle()
+            | "WriteFromLedger" >> beam.Map(lambda task, job: job.run(task), done))
     return outputs
 
 
@@ -132,9 +176,20 @@ _STEP = {"coco-instance": "CocoInstance", "coco-keypoints": "CocoKeypoints",
          "coco-panoptic": "CocoPanoptic"}
 
 
+def _step(doc: str) -> str:
+    """Step label of a COCO document: CocoInstance, or CocoInstanceTrain with --split."""
+    fmt, split = paths.coco_document_parts(doc)
+    return _STEP[fmt] + ("" if split is None else split.capitalize())
+
+
+def _in_split(part, split: str) -> bool:
+    return part[5] == split
+
+
 def _coco_part(part, fmt: str):
-    """The export step's part -> the packed part of one COCO file (fused into the export
-    step, so only the packed form is buffered or shuffled)."""
+    """The export step's part (index, image, annotations, panoptic, keypoints, split) ->
+    the packed part of one COCO file (fused into the export step, so only the packed form
+    is buffered or shuffled)."""
     image, bodies = coco.format_part(part, fmt)
     return coco.pack_part(part[0], image, bodies)
 
@@ -148,19 +203,26 @@ def taxonomy_for(cfg: ExportConfig, info: ReleaseInfo) -> Taxonomy:
 
 
 def coco_headers(info: ReleaseInfo, taxonomy: Taxonomy, formats: tuple[str, ...]) -> dict:
-    """{COCO format: document header} for the COCO formats being exported."""
+    """{COCO document: header} for the COCO formats being exported: one document per
+    format, or with --split one per format and split (`paths.coco_document`)."""
     out = {}
-    if "coco-instance" in formats:
-        out["coco-instance"] = coco.instance_header(
-            info.name, info.dataset_name, taxonomy, keypoints=info.task_type in KEYPOINT_TASKS)
-    if "coco-keypoints" in formats:
-        out["coco-keypoints"] = coco.keypoints_header(info.name, info.dataset_name, taxonomy)
-    if "coco-panoptic" in formats:
-        out["coco-panoptic"] = coco.panoptic_header(info.name, info.dataset_name, taxonomy)
+    for fmt in paths.COCO_FORMATS:
+        if fmt not in formats:
+            continue
+        if fmt == "coco-instance":
+            header = coco.instance_header(info.name, info.dataset_name, taxonomy,
+                                          keypoints=info.task_type in KEYPOINT_TASKS)
+        elif fmt == "coco-keypoints":
+            header = coco.keypoints_header(info.name, info.dataset_name, taxonomy)
+        else:
+            header = coco.panoptic_header(info.name, info.dataset_name, taxonomy)
+        for split in split_names(info) or (None,):
+            out[paths.coco_document(fmt, split)] = header
     return out
 
 
-def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, rows) -> dict:
+def _chunk_outputs(root, cfg: ExportConfig, info: ReleaseInfo, formats, chunk: ChunkRun,
+                   exported, rows) -> dict:
     temp = storage.join(cfg.output, paths.TEMP_DIR)
     parts = chunking.PartPaths(temp, chunk.chunk.number)
     outputs: dict[str, Any] = {
@@ -170,23 +232,48 @@ def _chunk_outputs(root, cfg: ExportConfig, formats, chunk: ChunkRun, exported, 
         "report": rows | "WriteReportPart" >> WriteReportPart(parts.report),
         "preview": exported.preview | "WritePreviewPart" >> WritePreviewPart(parts.preview),
     }
-    for fmt in _STEP:
-        if fmt in formats:
-            numbered = fmt in coco.NUMBERED
-            outputs[fmt] = (
-                exported.parts
-                | f"{_STEP[fmt]}Parts" >> beam.Map(_coco_part, fmt)
-                | f"Write{_STEP[fmt]}Fragments" >> WriteCocoFragments(
-                    parts.coco_dir(fmt), assign_ids=numbered, shard_size=cfg.coco_shard_size,
-                    chunk=chunk.chunk.number, id_base=chunk.id_base.get(fmt, 0),
-                    total_path=parts.coco_total(fmt) if numbered else None)
-            )
+    for doc in coco_documents(formats, split_names(info)):
+        fmt, split = paths.coco_document_parts(doc)
+        numbered = fmt in coco.NUMBERED
+        step = _step(doc)
+        doc_parts = exported.parts
+        if split is not None:
+            doc_parts = doc_parts | f"{step}Only" >> beam.Filter(_in_split, split)
+        outputs[doc] = (
+            doc_parts
+            | f"{step}Parts" >> beam.Map(_coco_part, fmt)
+            | f"Write{step}Fragments" >> WriteCocoFragments(
+                parts.coco_dir(doc), assign_ids=numbered, shard_size=cfg.coco_shard_size,
+                chunk=chunk.chunk.number, id_base=chunk.id_base.get(doc, 0),
+                total_path=parts.coco_total(doc) if numbered else None)
+        )
     return outputs
 
 
-def build_merge(root: beam.Pipeline, merge: chunking.Merge | ledger.Rebuild):
-    """The last step of a chunked run (or of --only_failed): its independent tasks, spread
-    over workers."""
+def coco_documents(formats: tuple[str, ...], splits: tuple[str, ...]) -> list[str]:
+    """The COCO documents of an export, in order (see `coco_headers`)."""
+    return [paths.coco_document(fmt, split) for fmt in paths.COCO_FORMATS if fmt in formats
+            for split in splits or (None,)]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Jobs:
+    """Several task lists (`chunking.Merge`, `ledger.Rebuild`, `shards.LedgerOutputs`) as one."""
+
+    jobs: tuple
+
+    def tasks(self) -> list[tuple]:
+        return [(i, t) for i, job in enumerate(self.jobs) for t in job.tasks()]
+
+    def run(self, task: tuple) -> str:
+        return self.jobs[task[0]].run(task[1])
+
+
+def build_merge(root: beam.Pipeline, *jobs):
+    """The last step of a chunked run (or of --only_failed, --since): the independent tasks
+    of `jobs` (merge or rebuild, then what is written from the ledger), spread over
+    workers."""
+    job = _Jobs(tuple(jobs))
     return (root
-            | "MergeTasks" >> beam.Create(merge.tasks())
-            | "Merge" >> beam.Map(merge.run))
+            | "MergeTasks" >> beam.Create(job.tasks())
+            | "Merge" >> beam.Map(job.run))

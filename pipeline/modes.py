@@ -36,7 +36,7 @@ def global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:
     small = {}
     if "yolo" in formats or "yolo-seg" in formats:
         small[storage.join(cfg.output, paths.YOLO_DATA_YAML)] = yolo.data_yaml(
-            taxonomy, cfg.images == "copy")
+            taxonomy, graph.split_names(info), cfg.images == "copy")
     return taxonomy, graph.coco_headers(info, taxonomy, formats), small
 
 
@@ -137,10 +137,14 @@ def rebuild(options, argv, cfg, info, formats, current: str) -> None:
     """Every global file rebuilt from the ledger generation `current` (one pipeline)."""
     taxonomy, headers, small = global_files(cfg, info, formats)
     rebuild = ledger.Rebuild(cfg.output, current, info.sample_count, cfg.manifest_rows_per_shard,
-                             headers, graph.report_header(cfg, info, formats), taxonomy, small)
+                             headers, graph.report_header(cfg, info, formats), taxonomy, small,
+                             splits=info.splits is not None)
+    # The shards are all written again (their number may change): none of the previous stays.
+    for folder in (paths.HF_DIR, paths.WEBDATASET_DIR):
+        storage.remove_tree(storage.join(cfg.output, folder))
     runner, _ = local_runner(options, argv)
     pipeline = beam.Pipeline(runner=runner, options=options)
-    graph.build_merge(pipeline, rebuild)
+    graph.build_merge(pipeline, rebuild, graph.ledger_outputs(cfg, info, formats, current))
     pipeline.run().wait_until_finish()
 
 
@@ -153,7 +157,7 @@ def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) 
         chunks = chunking.split(stream, info, cfg.selection, folder, chunk_size)
     _LOGGER.info("release split into %d chunks in %.1f s", len(chunks), time.monotonic() - t0)
     counts: dict[str, int] = {}
-    id_base = {fmt: 0 for fmt in coco.NUMBERED if fmt in formats}
+    id_base: dict[str, int] = {}  # per numbered COCO document (coco.NUMBERED, per split)
     with progress.Monitor(ticks, info.sample_count):
         for c in chunks:
             runner, _ = local_runner(options, argv, c.samples)
@@ -164,22 +168,25 @@ def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) 
             result.wait_until_finish()
             for name, value in counts_of(result).items():
                 counts[name] = counts.get(name, 0) + value
-            for fmt in id_base:  # the next chunk's annotation ids follow this one's
-                id_base[fmt] += chunking.read_total(
-                    chunking.PartPaths(temp, c.number).coco_total(fmt))
+            for doc in graph.coco_documents(formats, graph.split_names(info)):
+                if paths.coco_document_parts(doc)[0] in coco.NUMBERED:  # next chunk follows
+                    id_base[doc] = id_base.get(doc, 0) + chunking.read_total(
+                        chunking.PartPaths(temp, c.number).coco_total(doc))
             storage.remove_tree(c.path)  # its samples are exported; free the disk space
         taxonomy, headers, small = global_files(cfg, info, formats)
         merge = chunking.Merge(
             cfg.output, temp, tuple(c.number for c in chunks), info.sample_count,
             cfg.manifest_rows_per_shard, headers, graph.report_header(cfg, info, formats),
-            taxonomy, small)
+            taxonomy, small, splits=info.splits is not None)
+        # The ledger first: the split lists and shards are written from it.
+        generation = ledger.generation_dir(cfg.output, 0)
+        ledger.merge_parts(storage.join(temp, "ledger"), generation)
         # The merge is a pipeline too: its tasks run on the workers, in parallel, and the
         # launcher's memory stays that of the chunk runs.
         runner, _ = local_runner(options, argv)
         pipeline = beam.Pipeline(runner=runner, options=options)
-        graph.build_merge(pipeline, merge)
+        graph.build_merge(pipeline, merge, graph.ledger_outputs(cfg, info, formats, generation))
         pipeline.run().wait_until_finish()
-    ledger.merge_parts(storage.join(temp, "ledger"), ledger.generation_dir(cfg.output, 0))
     return counts
 
 

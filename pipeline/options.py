@@ -119,3 +119,20 @@ class ExportOptions(PipelineOptions):
                             "(default: the exporter's progress and summary, and errors only).")
         g.add_argument("--http_attempts", type=int, default=None,
                        help="Attempts per HTTP fetch, retrying 429/5xx/resets (default 5).")
+        g.add_argument("--split", default=None, metavar="train=R,val=R,test=R",
+                       help="Split the samples into train/val/test by a salted hash of their "
+                            "uuid (stable across runs and release versions); ratios sum to 1. "
+                            "Writes one COCO document per split, YOLO split lists, a split "
+                            "column in the manifest and split shards. Default: no split.")
+        g.add_argument("--split_salt", default=None,
+                       help="Salt of the split hash (default segments-split-v1); another salt "
+                            "gives another split.")
+        g.add_argument("--split_by_metadata", default=None, metavar="KEY",
+                       help="Take each sample's split from its metadata value KEY (one of the "
+                            "--split names); see --split_missing for samples without it.")
+        g.add_argument("--split_missing", choices=("error", "hash"), default=None,
+                       help="With --split_by_metadata, a sample without KEY: error (exit 2 "
+                            "before any work, default) or hash (split by --split's ratios).")
+        g.add_argument("--shard_mb", type=float, default=None,
+                       help="hf-parquet and webdataset: target shard size in MiB, 0.01 to "
+                            "1048576 (default 500).")

@@ -21,7 +21,7 @@ from pipeline.options import ExportOptions
 from pipeline.runners import LOCAL_RUNNERS, is_dry_run
 from transforms import release, storage
 from transforms.model import errors, paths
-from transforms.model.types import OPT_IN_FORMATS
+from transforms.model.types import OPT_IN_FORMATS, SHARD_FORMATS, available_formats
 from transforms.state import incremental, ledger
 
 
@@ -44,7 +44,8 @@ def prepare(argv: Sequence[str] | None = None):
         "release", "output", "config", "formats", "labelset", "filter_by",
         "filter_by_metadata", "images", "id_increment", "instance_png", "coco_segmentation", "coco_shard_size",
         "manifest_rows_per_shard", "http_timeout", "http_attempts", "max_failures",
-        "max_failure_ratio", "chunk_samples", "allow_local_files", "stuff_as_instances")}
+        "max_failure_ratio", "chunk_samples", "allow_local_files", "stuff_as_instances",
+        "split", "split_salt", "split_by_metadata", "split_missing", "shard_mb")}
     cfg = config_mod.load(export_flags)
     with storage.open_release(cfg.release) as stream:
         hashing = ledger.HashingReader(stream)
@@ -53,11 +54,22 @@ def prepare(argv: Sequence[str] | None = None):
     info = release.release_info(header, cfg.selection)
     release.check_selection(info.census, info.sample_count, info.labelset, cfg.selection)
     formats = cfg.formats or tuple(f for f in info.formats if f not in OPT_IN_FORMATS)
-    unsupported = [f for f in formats if f not in info.formats]
+    available = available_formats(info.task_type)
+    unsupported = [f for f in formats if f not in available]
     if unsupported:
         raise errors.ReleaseError(
             f"--formats: {', '.join(unsupported)} not available for task type {info.task_type} "
-            f"(available: {', '.join(info.formats)})")
+            f"(available: {', '.join(available)})")
+    shards = [f for f in formats if f in SHARD_FORMATS]
+    if shards and cfg.images != "copy":
+        raise config_mod.ConfigError(
+            f"--formats: {shards[0]} embeds each sample's image, which --images none leaves "
+            "out; use --images copy")
+    if cfg.split is not None and cfg.images != "copy" and ("yolo" in formats
+                                                           or "yolo-seg" in formats):
+        raise config_mod.ConfigError(
+            "--split: the YOLO split lists (train.txt, ...) name the copied images, which "
+            "--images none leaves out; use --images copy, or leave yolo out of --formats")
     if "semantic" in formats:
         for c in info.categories:
             value = c.id + cfg.id_increment
@@ -65,6 +77,8 @@ def prepare(argv: Sequence[str] | None = None):
                 raise errors.ReleaseError(
                     f"--id_increment: category {c.id} ({c.name}) + {cfg.id_increment} = {value} "
                     "does not fit a semantic PNG (0..65535)")
+    if cfg.split is not None:
+        info = dataclasses.replace(info, splits=plan_splits(cfg, info))
     runner_name = options.view_as(StandardOptions).runner
     if cfg.chunk_samples not in ("auto", 0) and runner_name not in LOCAL_RUNNERS:
         raise config_mod.ConfigError(
@@ -84,6 +98,21 @@ def prepare(argv: Sequence[str] | None = None):
     return options, cfg, info, tuple(formats), argv, fp
 
 
+def plan_splits(cfg, info: release.ReleaseInfo) -> release.SplitPlan:
+    """--split: one streaming pass over the release (the reader's own decisions) to find
+    each sample's split and apply the rule that keeps every split non-empty
+    (`release.splits`). Raises ReleaseError for metadata missing without a fallback."""
+    import json
+
+    spec = cfg.split_spec
+    with storage.open_release(cfg.release) as stream:
+        samples = ((d.position, d.uuid, d.name,
+                    json.loads(d.sample.metadata) if spec.by_metadata and d.sample.metadata
+                    else None)
+                   for d in release.decide(stream, info, cfg.selection) if d.sample is not None)
+        return release.splits.plan(samples, spec)
+
+
 def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
                 release_sha256: str) -> ledger.Fingerprint:
     """What per-sample results depend on (release content and options), for the ledger."""
@@ -101,7 +130,17 @@ def fingerprint(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         "images": cfg.images, "id_increment": cfg.id_increment,
         "instance_png": cfg.instance_png, "coco_segmentation": cfg.coco_segmentation,
         "stuff_as_instances": cfg.stuff_as_instances,
-        "exporter": version})
+        "exporter": version, **split_settings(cfg)})
+
+
+def split_settings(cfg) -> dict:
+    """The split options in the ledger's fingerprint (none without --split, so exports
+    made before splits existed keep their fingerprint)."""
+    if cfg.split is None:
+        return {}
+    spec = cfg.split_spec
+    return {"split": [[n, r] for n, r in zip(spec.names, spec.ratios)], "split_salt": spec.salt,
+            "split_by_metadata": spec.by_metadata, "split_missing": spec.missing}
 
 
 def previous_export(cfg, fp: ledger.Fingerprint, flag: str, what: str,
@@ -159,6 +198,11 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
     if chunk and info.sample_count > chunk:
         lines.append(f"in chunks of up to {chunk} samples (--chunk_samples), one local "
                      "pipeline each, merged into one export")
+    if info.splits is not None:
+        lines.append("splits: " + ", ".join(f"{n} {c}" for n, c in info.splits.counts)
+                     + f" samples to export ({info.splits.spec.describe()})"
+                     + (f"; {len(info.splits.moved)} moved to keep every split non-empty"
+                        if info.splits.moved else ""))
     lines += [f"  skip {n:>7}  {reason}" for reason, n in plan["skipped"].items()]
     if plan["malformed"]:
         lines.append(f"  {plan['malformed']} malformed samples would fail, e.g.:")

@@ -187,6 +187,8 @@ Examples:
   python -m pipeline --release flowers-v1.0.json --output out --formats coco-instance,yolo
   python -m pipeline --release rel.json --output out --filter_by labeled,reviewed --dry_run
   python -m pipeline --release rel-v2.json --output out --since out   # update it to v2
+  python -m pipeline --release rel.json --output out --split train=0.8,val=0.1,test=0.1 \
+      --formats coco-instance,yolo,semantic,hf-parquet,webdataset    # splits and shards
   python -m pipeline.validate out                      # re-check an export
 """
 

@@ -47,7 +47,8 @@ _PER_SAMPLE_WRITE_ERRORS = (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, err
 def _failed(sample: Sample, e: errors.SampleError, job: ExportJob) -> ManifestRow:
     return ManifestRow(sample.position, sample.uuid, sample.name, FAILED,
                        image_id=sample.image_id, reason=e.reason, stage=e.stage,
-                       image_url=_source_url(sample), metadata=sample.metadata)
+                       image_url=_source_url(sample), metadata=sample.metadata,
+                       split=sample.split)
 
 
 def _coco_url(url: str | None) -> str | None:
@@ -134,7 +135,8 @@ def _thumbnail(sample: Sample, id_map, categories: dict[int, int], job: ExportJo
     """(index, name, thumbnail) for preview.png; `categories` maps id_map values."""
     tax = job.settings.taxonomy
     cats = {k: c for k, c in categories.items() if tax.position(c) >= 0}
-    return sample.index, sample.name, preview.thumbnail(id_map, cats, tax, image_bytes)
+    caption = sample.name if sample.split is None else f"[{sample.split}] {sample.name}"
+    return sample.index, caption, preview.thumbnail(id_map, cats, tax, image_bytes)
 
 
 def export_one(sample: Sample, job: ExportJob, fetcher: storage.Fetcher):
@@ -232,15 +234,15 @@ def _write(sample: Sample, job: ExportJob, out, image_bytes: bytes | None, ext: 
                       category_stats=out.category_stats, left_out=tuple(out.left_out),
                       image_url=_source_url(sample), metadata=sample.metadata,
                       file_sizes=tuple((fmt, len(data)) for (fmt, _), (_, data)
-                                       in zip(artifacts, files)))
+                                       in zip(artifacts, files)), split=sample.split)
     part = (sample.index, out.coco_image, tuple(out.coco_annotations), out.panoptic_annotation,
-            tuple(out.keypoint_annotations))
+            tuple(out.keypoint_annotations), sample.split)
     return row, part, thumb
 
 
 class _ExportSampleFn(beam.DoFn):
     """Sample -> coco part (index, image JSON, annotation JSONs, panoptic JSON, keypoint
-    annotation JSONs); ROWS gets ManifestRow (exported or failed)."""
+    annotation JSONs, split); ROWS gets ManifestRow (exported or failed)."""
 
     def __init__(self, job: ExportJob):
         self._job = job

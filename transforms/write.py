@@ -20,21 +20,22 @@ def _rows(packed) -> list:
     return sorted((pickles.unpack(p) for p in packed if p is not None), key=lambda r: r.position)
 
 
-def _write_shard(element, output: str, shards: int) -> str:
+def _write_shard(element, output: str, shards: int, splits: bool) -> str:
     shard, packed = element
     path = storage.join(output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
     with storage.open_atomic(path) as out:
-        manifest.write_parquet(out, _rows(packed))
+        manifest.write_parquet(out, _rows(packed), splits)
     return path
 
 
 class WriteManifest(beam.PTransform):
     """ManifestRow -> Parquet shards by release position (fixed layout, sorted rows)."""
 
-    def __init__(self, output: str, samples: int, rows_per_shard: int):
+    def __init__(self, output: str, samples: int, rows_per_shard: int, splits: bool = False):
         super().__init__()
         self._output, self._rows_per_shard = output, rows_per_shard
         self._shards = manifest.shard_count(samples, rows_per_shard)
+        self._splits = splits  # --split: with the split column
 
     def expand(self, rows):
         keyed = rows | "KeyByShard" >> beam.Map(_packed_by_shard, self._rows_per_shard)
@@ -46,7 +47,7 @@ class WriteManifest(beam.PTransform):
             | "AllShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
             # (shard, [packed ManifestRow])
-            | "WriteShard" >> beam.Map(_write_shard, self._output, self._shards)
+            | "WriteShard" >> beam.Map(_write_shard, self._output, self._shards, self._splits)
         )
 
 

@@ -20,7 +20,12 @@ Exit code 0 when every format present passes, 1 otherwise. Checks:
   * yolo: data.yaml lists classes 0..N-1, every label line is `class xc yc w h` with a known
     class and coordinates in [0, 1]; yolo-seg: every line is `class x1 y1 ...` with 3+ points
     in [0, 1] (bitmap polygons in coco-instance must rasterise to their area and bbox);
-  * PNG formats: every file decodes with the documented mode and the image's size.
+  * PNG formats: every file decodes with the documented mode and the image's size;
+  * --split: every exported sample in exactly one split, counts as in report.json, each
+    split's COCO documents and YOLO list hold exactly its samples (`shards.check_splits`);
+  * hf-parquet and webdataset: every exported sample once, in its split's shards, read back
+    with `datasets.load_dataset` and `webdataset.WebDataset` when they are installed (the
+    summary says which reader was skipped).
 """
 
 from __future__ import annotations
@@ -31,11 +36,13 @@ import sys
 from pipeline.validate.coco import check_coco_instance, check_coco_panoptic, self_ap
 from pipeline.validate.common import INSTALL_OPTIONAL, OPTIONAL, Report
 from pipeline.validate.files import PNG_MODES, check_manifest, check_pngs, check_yolo, formats_of
+from pipeline.validate.shards import check_hf, check_splits, check_webdataset
 from transforms import storage
 from transforms.model import paths
 
-__all__ = ["Report", "check_coco_instance", "check_coco_panoptic", "check_manifest",
-           "check_pngs", "check_yolo", "print_report", "self_ap", "validate"]
+__all__ = ["Report", "check_coco_instance", "check_coco_panoptic", "check_hf", "check_manifest",
+           "check_pngs", "check_splits", "check_webdataset", "check_yolo", "print_report",
+           "self_ap", "validate"]
 
 
 def validate(out: str, eval_images: int = 1000) -> Report:
@@ -50,12 +57,14 @@ def validate(out: str, eval_images: int = 1000) -> Report:
     report = Report()
     rows = check_manifest(out, report).get("rows", [])
     sizes: dict = {}
-    if os.path.exists(os.path.join(out, paths.COCO_INSTANCE_JSON)):
-        sizes.update(check_coco_instance(out, report, eval_images))
-    if os.path.exists(os.path.join(out, paths.COCO_KEYPOINTS_JSON)):
-        sizes.update(check_coco_instance(out, report, eval_images, "coco-keypoints"))
-    if os.path.exists(os.path.join(out, paths.COCO_PANOPTIC_JSON)):
-        sizes.update(check_coco_panoptic(out, report))
+    docs = [paths.coco_document(fmt, split) for fmt in paths.COCO_FORMATS
+            for split in (None, *paths.SPLIT_NAMES)]
+    for doc in docs:
+        if os.path.exists(os.path.join(out, paths.coco_json(doc))):
+            if doc.startswith(("coco-instance", "coco-keypoints")):
+                sizes.update(check_coco_instance(out, report, eval_images, doc))
+            else:
+                sizes.update(check_coco_panoptic(out, report, doc))
     if os.path.exists(os.path.join(out, paths.YOLO_DATA_YAML)):
         formats = formats_of(out) or ["yolo"]
         if "yolo" in formats:
@@ -65,14 +74,22 @@ def validate(out: str, eval_images: int = 1000) -> Report:
     for fmt in PNG_MODES:
         if os.path.isdir(os.path.join(out, fmt)):
             check_pngs(out, fmt, report, rows, sizes)
+    if rows and "split" in rows[0]:
+        check_splits(out, report, rows)
+    if os.path.isdir(os.path.join(out, paths.HF_DIR, "data")):
+        check_hf(out, report, rows)
+    if os.path.isdir(os.path.join(out, paths.WEBDATASET_DIR)):
+        check_webdataset(out, report, rows)
     return report
 
 
 def print_report(report: Report, stream=sys.stdout) -> None:
-    for fmt in list(report.summary) + [f for f in report.problems if f not in report.summary]:
+    names = list(report.summary) + [f for f in report.problems if f not in report.summary]
+    width = max([15] + [len(f) + 1 for f in names])  # split documents have longer names
+    for fmt in names:
         problems = report.problems.get(fmt, [])
         verdict = "ok" if not problems else f"FAILED ({len(problems)} problems)"
-        print(f"{fmt:15s} {verdict:22s} {report.summary.get(fmt, '')}", file=stream)
+        print(f"{fmt:{width}s} {verdict:22s} {report.summary.get(fmt, '')}", file=stream)
         for p in problems:
             print(f"    - {p}", file=stream)
     for reader in sorted(report.skipped):

@@ -12,13 +12,14 @@ from transforms.model import paths
 
 
 def check_coco_instance(out: str, report: Report, eval_images: int,
-                        fmt: str = "coco-instance") -> dict[int, tuple[int, int]]:
-    """coco-instance (or coco-keypoints, the points of vector and sequence releases, checked
-    alike) in `out`; returns {image id: (height, width)}."""
+                        doc: str = "coco-instance") -> dict[int, tuple[int, int]]:
+    """`doc`: the document (`coco-instance`, or `coco-instance-{split}` with --split; or
+    coco-keypoints, the points of vector and sequence releases, checked alike)."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    path = os.path.join(out, paths.COCO_FILES[fmt])
+    fmt = doc
+    path = os.path.join(out, paths.coco_json(doc))
     try:
         coco = quiet(COCO, path)
     except Exception as e:  # any reader failure is the verdict
@@ -188,9 +189,13 @@ def _faster_coco_eval_mask():
     return strict_mask
 
 
-def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
-    fmt = "coco-panoptic"
-    path = os.path.join(out, paths.COCO_PANOPTIC_JSON)
+def check_coco_panoptic(out: str, report: Report,
+                        doc: str = "coco-panoptic") -> dict[int, tuple[int, int]]:
+    """`doc`: the document (`coco-panoptic`, or `coco-panoptic-{split}`); the PNGs of
+    every document are in `coco-panoptic/`."""
+    fmt = doc
+    path = os.path.join(out, paths.coco_json(doc))
+    folder = os.path.join(out, "coco-panoptic")
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -202,7 +207,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
     segments = 0
     for ann in doc["annotations"]:
         where = f"image {ann['image_id']}"
-        png_path = os.path.join(os.path.splitext(path)[0], ann["file_name"])
+        png_path = os.path.join(folder, ann["file_name"])
         try:
             mode, rgb = read_png(png_path)
         except OSError as e:
@@ -232,7 +237,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
                                or s.get("iscrowd") != 0):
                 report.fail(fmt, f"{where}: segment {s['id']} area/bbox/iscrowd do not match its pixels")
     try:
-        pq = _hotcoco_pq(path, report) if not report.problems.get(fmt) else None
+        pq = _hotcoco_pq(path, folder, report) if not report.problems.get(fmt) else None
     except (ValueError, RuntimeError, KeyError) as e:  # hotcoco refuses inconsistent files
         report.fail(fmt, f"hotcoco cannot evaluate it: {e}")
         pq = None
@@ -243,7 +248,7 @@ def check_coco_panoptic(out: str, report: Report) -> dict[int, tuple[int, int]]:
     return sizes
 
 
-def _hotcoco_pq(path: str, report: Report) -> float | None:
+def _hotcoco_pq(path: str, folder: str, report: Report) -> float | None:
     try:
         from hotcoco.panoptic import pq_compute
     except ImportError:
@@ -252,5 +257,5 @@ def _hotcoco_pq(path: str, report: Report) -> float | None:
     with open(path, encoding="utf-8") as f:
         if not any(a["segments_info"] for a in json.load(f)["annotations"]):
             return None  # PQ is undefined without segments
-    result = quiet(pq_compute, path, path)
+    result = quiet(pq_compute, path, path, folder, folder)
     return float(result["All"]["pq"]) if result["All"]["pq"] <= 1.0 else float(result["All"]["pq"]) / 100

@@ -10,6 +10,8 @@ import numpy as np
 OPTIONAL = {
     "faster-coco-eval": "its stricter RLE decoder agrees on every coco-instance mask",
     "hotcoco": "coco-panoptic's PQ against itself is 100",
+    "datasets": "hf/ loads with datasets.load_dataset into its splits",
+    "webdataset": "webdataset.WebDataset iterates every record of the tars",
 }
 INSTALL_OPTIONAL = "pip install -e '.[validate]' (in the clone; make test installs them too)"
 

@@ -16,7 +16,8 @@ Contract:
     the instance formats (`Taxonomy.instance_categories`); a document of points adds
     `keypoints: [its name]` and `skeleton: []` to each.
   * A sample's part is `(index, image JSON, instance annotation JSONs, panoptic annotation
-    JSON, keypoint annotation JSONs)`; `format_part` says what each document takes of it
+    JSON, keypoint annotation JSONs, split or None)`; `format_part` says what each document
+    takes of it
     (a sample whose panoptic picture was left out is not in coco-panoptic).
   * Per-sample parts cross the shuffle packed (`pack_part`: zlib of the JSON texts).
   * Shards are consecutive ranges of `shard_size` sample indexes. Each shard is written as two
@@ -89,7 +90,7 @@ def panoptic_header(release_name: str, dataset_name: str, taxonomy: Taxonomy) ->
 def format_part(part: tuple, fmt: str) -> tuple[str | None, tuple[str, ...]]:
     """(image JSON or None, annotation JSONs) that the document `fmt` takes of one sample's
     part (see the contract)."""
-    _, image, instances, panoptic, keypoints = part
+    _, image, instances, panoptic, keypoints = part[:5]
     if fmt == "coco-instance":
         return image, tuple(instances)
     if fmt == "coco-keypoints":

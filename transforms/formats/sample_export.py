@@ -54,7 +54,7 @@ from transforms.formats.instances import InstanceTable, compact_labels, instance
 from transforms.formats.png import RowChanges, encode_lut_png
 from transforms.model import errors, paths
 from transforms.model.taxonomy import COLORMAP, Taxonomy, rgb_id
-from transforms.model.types import Sample
+from transforms.model.types import SHARD_FORMATS, Sample
 
 _MAX_LISTED = 10  # ids listed in one warning
 # Why a format's file was left out of a sample, and what keeps it: the warning's first part.
@@ -126,14 +126,16 @@ def export_sample(
     instances = [(a, row) for a, row in exported if tax.yolo_class(a.category_id) >= 0]
     out = SampleOutput([], None, [], None, len(exported), list(warnings or []) + notes, [],
                        _category_stats(exported, table))
-    if formats & {"coco-instance", "coco-panoptic"}:
+    # The shard formats carry each sample's COCO image and annotations too.
+    coco_instance = bool(formats & {"coco-instance", *SHARD_FORMATS})
+    if coco_instance or "coco-panoptic" in formats:
         out.coco_image = image_object(sample.image_id,
                                       paths.image_file_name(sample.stem, image_ext),
                                       table.height, table.width, coco_url)
-    polygons = settings.coco_segmentation == "polygon" and "coco-instance" in formats
+    polygons = settings.coco_segmentation == "polygon" and coco_instance
     shapes = (_instance_shapes(id_map, instances, table, polygons, "yolo-seg" in formats)
               if polygons or "yolo-seg" in formats else [])
-    if "coco-instance" in formats:
+    if coco_instance:
         if polygons:
             segs = ["[" + ",".join("[" + ",".join(map(str, p)) + "]" for p in coco) + "]"
                     for coco, _ in shapes]

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 from transforms.formats.sample_export import ExportSettings, SampleOutput, dumps, image_object
 from transforms.model import paths
-from transforms.model.types import Annotation, Sample
+from transforms.model.types import SHARD_FORMATS, Annotation, Sample
 
 Point = tuple[float, float]
 SHAPES = ("bbox", "polygon")
@@ -152,6 +152,8 @@ def export_vector_sample(sample: Sample, width: int, height: int, settings: Expo
     contract)."""
     tax = settings.taxonomy
     formats = set(settings.formats)
+    if formats & set(SHARD_FORMATS):  # the shard formats carry the COCO annotations too
+        formats.add("coco-instance")
     notes = list(warnings or [])
     dropped: dict[str, int] = {}
     bodies, keypoints, lines, seg_lines, stats = [], [], [], [], {}

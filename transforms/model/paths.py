@@ -60,15 +60,39 @@ REPORT = "report.json"
 RUN = "run.json"  # this run's wall time, rate and runner: the one file that differs between runs
 PREVIEW = "preview.png"
 
-# The COCO documents, by format.
-COCO_FILES = {"coco-instance": COCO_INSTANCE_JSON, "coco-keypoints": COCO_KEYPOINTS_JSON,
-              "coco-panoptic": COCO_PANOPTIC_JSON}
+SPLIT_NAMES = ("train", "val", "test")
+COCO_FORMATS = ("coco-instance", "coco-keypoints", "coco-panoptic")
+HF_DIR = "hf"
+WEBDATASET_DIR = "webdataset"
 
 # Everything an export writes at the top of OUT (a rerun replaces exactly these).
 OWNED = (TEMP_DIR, STATE_DIR, COCO_INSTANCE_JSON, COCO_KEYPOINTS_JSON, COCO_PANOPTIC_JSON,
          "coco-panoptic",
          YOLO_DATA_YAML, "labels", "labels-seg", "images", "instance", "semantic", "instance-color",
-         "semantic-color", MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW)
+         "semantic-color", MANIFEST_DIR, FAILURES, REPORT, RUN, PREVIEW, HF_DIR, WEBDATASET_DIR,
+         *(f"{fmt}-{s}.json" for fmt in COCO_FORMATS for s in SPLIT_NAMES),
+         *(f"{s}.txt" for s in SPLIT_NAMES))
+
+
+def coco_document(fmt: str, split: str | None) -> str:
+    """The key of a COCO document: its format, and with --split its split
+    (`coco-instance-train`); also its file name without `.json`."""
+    return fmt if split is None else f"{fmt}-{split}"
+
+
+def coco_document_parts(doc: str) -> tuple[str, str | None]:
+    """(format, split or None) of a document key."""
+    for fmt in COCO_FORMATS:
+        if doc == fmt:
+            return fmt, None
+        if doc.startswith(fmt + "-"):
+            return fmt, doc[len(fmt) + 1:]
+    raise ValueError(f"not a COCO document: {doc!r}")
+
+
+def coco_json(doc: str) -> str:
+    """The file of a COCO document (relative to OUT)."""
+    return f"{doc}.json"
 
 _PER_SAMPLE = {
     "coco-panoptic": ("coco-panoptic", "_label_{ls}_coco-panoptic.png"),

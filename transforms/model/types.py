@@ -11,6 +11,8 @@ Contract:
     the number of frames of the samples to export before it in the release (so frame ids
     are dense from 1 and fixed when the release is read). `image_id` (index + 1) stays the
     sample's number in the manifest, the failure report and generated names.
+  * With `--split`, every sample to export has a `split` (train, val or test), fixed on the
+    launcher before any work (`release.splits`); its manifest row keeps it.
   * Everything here is immutable and picklable: these objects cross Beam stages.
 """
 
@@ -32,7 +34,13 @@ FORMATS = (
     "semantic",
     "instance-color",
     "semantic-color",
+    "hf-parquet",
+    "webdataset",
 )
+
+# Sharded datasets, written after the per-sample files from them and the ledger
+# (`state.shards`): Hugging Face Parquet and WebDataset tars, split by split.
+SHARD_FORMATS = ("hf-parquet", "webdataset")
 
 # Image vector labels: boxes, polygons and points (polylines are counted, not exported).
 VECTOR_TASKS = ("bboxes", "vector")
@@ -43,9 +51,9 @@ SHAPE_TASKS = VECTOR_TASKS + KEYPOINT_TASKS + SEQUENCE_TASKS
 
 # Formats exported only when --formats names them: tracing polygons costs ~40 ms a 1080p
 # sample, several times a box format, and few trainers need them.
-OPT_IN_FORMATS = ("yolo-seg",)
+OPT_IN_FORMATS = ("yolo-seg",) + SHARD_FORMATS
 
-FORMATS_BY_TASK = {task: tuple(f for f in FORMATS if f != "coco-keypoints")
+FORMATS_BY_TASK = {task: tuple(f for f in FORMATS if f not in SHARD_FORMATS + ("coco-keypoints",))
                    for task in SEGMENTATION_TASKS}
 # Points of vector and sequence releases go to coco-keypoints, so that coco-instance holds
 # only boxes and polygons (a point is no detection: as a 0x0 box it costs AP).
@@ -58,6 +66,14 @@ FORMATS_BY_TASK.update({task: ("coco-instance", "coco-keypoints", "yolo")
 # Task types whose points go to coco-keypoints (keypoints releases: points only, in
 # coco-instance).
 SEPARATE_KEYPOINT_TASKS = ("vector",) + SEQUENCE_TASKS
+# One record per sample with one image: not for sequences (a sample is many images) nor
+# keypoints (no picture or box to train on).
+SHARD_TASKS = SEGMENTATION_TASKS + VECTOR_TASKS
+
+
+def available_formats(task_type: str) -> tuple[str, ...]:
+    """Every format a task type can be exported to, shard formats included."""
+    return FORMATS_BY_TASK[task_type] + (SHARD_FORMATS if task_type in SHARD_TASKS else ())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +130,7 @@ class Sample:
     frame_base: int = 0  # sequences: frames of the samples to export before this one
     extra_label_frames: int = 0  # sequences: label frames without a sample frame (left out)
     metadata: str | None = None  # the sample's metadata as JSON text (sorted keys), if any
+    split: str | None = None  # train | val | test with --split (`release.splits`), else None
 
     @property
     def image_id(self) -> int:
@@ -143,6 +160,7 @@ class ManifestRow:
     left_out: tuple[str, ...] = ()  # formats whose file could not hold this sample's data
     image_url: str | None = None  # the image's URL, secrets removed (`storage.public_url`)
     metadata: str | None = None  # the sample's metadata, as JSON text
+    split: str | None = None  # with --split: the split of a sample that reached the export
 
 
 EXPORTED, FAILED, SKIPPED = "exported", "failed", "skipped"

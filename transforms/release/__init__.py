@@ -2,8 +2,9 @@
 
 Modules, bottom to top: `jsonstream` (JSON events with bounded memory), `values` (JSON
 values in messages), `selection` (filters and skip rules), `census` (what the filters would
-select, counted by the scan), `scan` (the header scan before any work), `layouts` (v1, transitional and v2 headers -> `ReleaseInfo`), `samples` (one
-raw sample -> `Sample`), `decisions` (every sample's fate, in release order).
+select, counted by the scan), `scan` (the header scan before any work), `layouts` (v1,
+transitional and v2 headers -> `ReleaseInfo`), `samples` (one raw sample -> `Sample`),
+`splits` (train/val/test), `decisions` (every sample's fate, in release order).
 
 Pure Python: imports `transforms.model` only (and ijson, numpy), never Beam. Imported by
 `transforms.state`, the Beam adapters and `pipeline`. The names below are the package's
@@ -35,7 +36,9 @@ from transforms.release.selection import (
     check_identity,
     filter_reason,
     identity,
+    metadata_text,
     parse_metadata_filters,
     sample_status,
     skip_reason,
 )
+from transforms.release.splits import SplitPlan, SplitSpec, parse_ratios

@@ -2,7 +2,8 @@
 
 Contract:
   * `decide` is the one place the rules are applied: the reader of a run, the chunked split
-    and `--dry_run` all stream the samples through it, so they decide alike.
+    and `--dry_run` all stream the samples through it, so they decide alike. With
+    `info.splits` (`--split`), each sample to export gets its split there too.
   * Samples are built by ijson's C builder when the header scan proved it safe (nothing
     nested deeper than MAX_DEPTH, no sample over MAX_VALUE_BYTES), else by the capped
     builder (`jsonstream.build`), with the same results; a sample too deep or too large
@@ -150,6 +151,9 @@ def decide(stream: IO[bytes], info: ReleaseInfo, selection: Selection) -> Iterat
         except errors.SampleError as e:
             yield Decision(position, uuid, name, status, failed=e, image_id=image_id, **source)
         else:
+            if sample is not None and info.splits is not None:
+                sample = dataclasses.replace(sample, split=info.splits.assign(
+                    position, uuid, name, raw.get("metadata")))
             if sample is not None and sample.frames is not None:
                 frames += len(sample.frames)
             yield Decision(position, uuid, name, status, sample=sample, skipped=reason,

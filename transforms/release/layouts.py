@@ -24,6 +24,7 @@ from transforms.model.types import FORMATS_BY_TASK, Category
 from transforms.release.census import Census
 from transforms.release.scan import SAMPLE_ARRAYS, Duplicates
 from transforms.release.selection import Selection
+from transforms.release.splits import SplitPlan
 from transforms.release.values import brief, is_int
 
 DEFAULT_LABELSET = "ground-truth"
@@ -63,6 +64,7 @@ class ReleaseInfo:
     oversized: tuple[int, ...] = ()  # positions of samples over MAX_VALUE_BYTES of JSON
     max_depth: int = 0  # deepest nesting of arrays/objects in the file (the top level is 1)
     census: Census | None = None  # label statuses and metadata, when the run filters
+    splits: SplitPlan | None = None  # --split: planned on the launcher over the whole release
 
     @property
     def formats(self) -> tuple[str, ...]:

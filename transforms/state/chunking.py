@@ -16,7 +16,8 @@ Contract:
     (`PartPaths`); `Merge` streams them into the final files with the same functions a
     single run uses, in release order, so the export is byte-identical to a one-chunk run.
   * COCO annotation ids (coco-instance, coco-keypoints) continue across chunks: chunk k's
-    ids start after the annotations of chunks 0..k-1 (`id_base`, from each chunk's total).
+    ids start after the annotations of chunks 0..k-1 (`id_base`, from each chunk's total),
+    per COCO document (one per split with --split).
   * Nothing here imports Beam; the pickles are private temporary files of one run.
 """
 
@@ -240,10 +241,11 @@ class Merge:
     report_header: Mapping
     taxonomy: Taxonomy
     small_files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    splits: bool = False  # --split: the manifest has a split column
 
     def tasks(self) -> list[tuple]:
         shards = manifest.shard_count(self.samples, self.rows_per_shard)
-        return ([("coco", fmt) for fmt in self.coco_headers]
+        return ([("coco", doc) for doc in self.coco_headers]
                 + [("manifest", shard) for shard in range(shards)]
                 + [("failures",), ("report",), ("preview",)]
                 + [("file", path) for path in self.small_files])
@@ -254,7 +256,7 @@ class Merge:
         if kind == "coco":
             folder = storage.join(self.temp, task[1])
             images, anns = _listing(folder, "images-"), _listing(folder, "annotations-")
-            path = storage.join(self.output, paths.COCO_FILES[task[1]])
+            path = storage.join(self.output, paths.coco_json(task[1]))
             with storage.open_atomic(path) as out:
                 coco.write_document(out, self.coco_headers[task[1]],
                                     (storage.open_read(p) for p in images),
@@ -264,7 +266,8 @@ class Merge:
             mine = _listing(storage.join(self.temp, "manifest"), f"part-{shard:05d}-")
             path = storage.join(self.output, paths.MANIFEST_DIR, manifest.shard_name(shard, shards))
             with storage.open_atomic(path) as out:
-                manifest.write_parquet(out, (r for p in mine for r in pickles.read_pickles(p)))
+                manifest.write_parquet(out, (r for p in mine for r in pickles.read_pickles(p)),
+                                       self.splits)
         elif kind == "failures":
             path = storage.join(self.output, paths.FAILURES)
             with storage.open_atomic(path) as out:

@@ -199,12 +199,13 @@ def rewrite(e: tuple, position: int, index: int, sequence: bool = False) -> tupl
     if part is not None and sequence:
         part = (index, *part[1:])
     elif part is not None:
-        _, image, bodies, panoptic, keypoints = part
+        _, image, bodies, panoptic, keypoints, *split = part  # (split: with --split)
         part = (index,
                 None if image is None else _swap(image, '{"id":', image_id),
                 tuple(_swap(b, '{"image_id":', image_id) for b in bodies),
                 None if panoptic is None else _swap(panoptic, ',"image_id":', image_id, "}"),
-                tuple(_swap(b, '{"image_id":', image_id) for b in keypoints))
+                tuple(_swap(b, '{"image_id":', image_id) for b in keypoints),
+                *split)
     if thumb is not None:
         thumb = (index, thumb[1], thumb[2]) if index < PREVIEW_SAMPLES else None
     return position, status, pickles.pack((row, part, thumb)), key

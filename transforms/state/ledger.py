@@ -17,7 +17,7 @@ Contract:
     by position, with
     `packed = zlib(pickle((ManifestRow, coco part or None, preview thumbnail or None)))`;
     the coco part is the export step's `(index, image JSON, annotation JSONs, panoptic
-    JSON, keypoint annotation JSONs)` (`coco.format_part`); `key` identifies an exported sample's content and output name for `--since`
+    JSON, keypoint annotation JSONs, split)` (`coco.format_part`); `key` identifies an exported sample's content and output name for `--since`
     (`incremental.sample_key`), None for rows that never reached the export step. Files
     sorted by name give the entries in release order.
   * `combine` writes a new generation: the old entries with the re-exported positions
@@ -253,10 +253,11 @@ class Rebuild:
     report_header: Mapping
     taxonomy: Taxonomy
     small_files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    splits: bool = False  # --split: the manifest has a split column
 
     def tasks(self) -> list[tuple]:
         shards = manifest.shard_count(self.samples, self.rows_per_shard)
-        return ([("coco", fmt) for fmt in self.coco_headers]
+        return ([("coco", doc) for doc in self.coco_headers]
                 + [("manifest", shard) for shard in range(shards)]
                 + [("failures",), ("report",), ("preview",)]
                 + [("file", path) for path in self.small_files])
@@ -274,7 +275,7 @@ class Rebuild:
             path = storage.join(self.output, paths.MANIFEST_DIR,
                                 manifest.shard_name(shard, shards))
             with storage.open_atomic(path) as out:
-                manifest.write_parquet(out, rows)
+                manifest.write_parquet(out, rows, self.splits)
             return path
         if kind == "failures":
             path = storage.join(self.output, paths.FAILURES)
@@ -301,15 +302,17 @@ class Rebuild:
             return task[1]
         raise ValueError(f"unknown rebuild task {task!r}")
 
-    def _coco(self, fmt: str) -> str:
+    def _coco(self, doc: str) -> str:
         """One pass over the ledger: images and annotations go to two local spool files,
-        then into the document (ids numbered in release order, as the run's writer does)."""
+        then into the document (ids numbered in release order, as the run's writer does).
+        With --split, only the document's split."""
+        fmt, split = paths.coco_document_parts(doc)
         numbered = fmt in coco.NUMBERED
-        path = storage.join(self.output, paths.COCO_FILES[fmt])
+        path = storage.join(self.output, paths.coco_json(doc))
         with tempfile.TemporaryFile() as images, tempfile.TemporaryFile() as anns:
             next_id, sep_image, sep_ann = 1, b"", b""
-            for _, part, _ in results(self.ledger):
-                if part is None:
+            for row, part, _ in results(self.ledger):
+                if part is None or (split is not None and row.split != split):
                     continue
                 image, bodies = coco.format_part(part, fmt)
                 if image is not None:
@@ -323,7 +326,7 @@ class Rebuild:
             images.seek(0)
             anns.seek(0)
             with storage.open_atomic(path) as out:
-                coco.write_document(out, self.coco_headers[fmt], [images], [anns])
+                coco.write_document(out, self.coco_headers[doc], [images], [anns])
         return path
 
     def run_all(self) -> None:

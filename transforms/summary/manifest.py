@@ -9,6 +9,8 @@ Contract:
     `manifest/manifest-{k:05d}-of-{n:05d}.parquet`, n = ceil(samples / rows_per_shard).
   * Each file is written in row groups of `ROW_GROUP_ROWS` rows (streamed: a writer holds one
     row group, not the shard).
+  * With --split, a last column `split`: the sample's split (null when it never reached the
+    export step: filtered, skipped or malformed).
   * Artifact columns hold paths relative to the output folder, null when not produced; a
     sequence's row names its first frame's files (the others follow `sequence.frame_stem`).
   * `image_url`: the image's URL as the release gives it (a relative one is relative to the
@@ -69,6 +71,13 @@ SCHEMA = pa.schema(
     ]
     + [(_column(k), pa.string()) for k in ARTIFACT_COLUMNS]
 )
+# With --split: the same columns and `split` (train | val | test; null for samples that never
+# reached the export step).
+SPLIT_SCHEMA = SCHEMA.append(pa.field("split", pa.string()))
+
+
+def schema(splits: bool) -> pa.Schema:
+    return SPLIT_SCHEMA if splits else SCHEMA
 
 
 def shard_count(samples: int, rows_per_shard: int) -> int:
@@ -79,9 +88,9 @@ def shard_name(shard: int, shards: int) -> str:
     return f"manifest-{shard:05d}-of-{shards:05d}.parquet"
 
 
-def table(rows: Iterable[ManifestRow]) -> pa.Table:
-    """The rows as an Arrow table, in the given order."""
-    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+def table(rows: Iterable[ManifestRow], splits: bool = False) -> pa.Table:
+    """The rows as an Arrow table, in the given order (`splits`: with the split column)."""
+    cols: dict[str, list] = {name: [] for name in schema(splits).names}
     for r in rows:
         cols["position"].append(r.position)
         cols["image_id"].append(r.image_id)
@@ -100,20 +109,22 @@ def table(rows: Iterable[ManifestRow]) -> pa.Table:
             arts.setdefault(k, path)
         for k in ARTIFACT_COLUMNS:
             cols[_column(k)].append(arts.get(k))
-    return pa.table(cols, schema=SCHEMA)
+        if splits:
+            cols["split"].append(r.split)
+    return pa.table(cols, schema=schema(splits))
 
 
-def write_parquet(out: IO[bytes], rows: Iterable[ManifestRow]) -> None:
+def write_parquet(out: IO[bytes], rows: Iterable[ManifestRow], splits: bool = False) -> None:
     """Streams rows, already sorted by position, into one Parquet file (zstd), one row group
     per `ROW_GROUP_ROWS` rows. The bytes depend only on the rows."""
-    with pq.ParquetWriter(out, SCHEMA, compression="zstd") as writer:
+    with pq.ParquetWriter(out, schema(splits), compression="zstd") as writer:
         it = iter(rows)
         wrote = False
         while batch := list(itertools.islice(it, ROW_GROUP_ROWS)):
-            writer.write_table(table(batch))
+            writer.write_table(table(batch, splits))
             wrote = True
         if not wrote:
-            writer.write_table(table([]))
+            writer.write_table(table([], splits))
 
 
 def failure_lines(rows: Iterable[ManifestRow]) -> bytes:

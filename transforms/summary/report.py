@@ -5,7 +5,8 @@ Contract:
     give the same result whatever the order or partitioning (tested).
   * It carries only small aggregates: counts per status, per skip reason and per failure
     stage; instances and pixels per category; files and bytes per format, and files left
-    out per format; the `MAX_LISTED` failed samples with the lowest release positions (so
+    out per format; with --split, samples exported and failed per split (`splits`, every
+    requested split); the `MAX_LISTED` failed samples with the lowest release positions (so
     the report is deterministic); failures grouped by stage and kind of reason
     (`failure_kind`: URLs, paths, indexes and numbers taken out, HTTP statuses kept) and
     warnings by kind (`warning_kind`: the text before its first ": "), each with a count
@@ -65,6 +66,7 @@ class Report:
     # (stage, kind) -> [samples, [(position, name), ...]]; kind -> [samples, [...]]
     failure_groups: dict[tuple[str, str], list] = dataclasses.field(default_factory=dict)
     warning_groups: dict[str, list] = dataclasses.field(default_factory=dict)
+    splits: dict[str, list[int]] = dataclasses.field(default_factory=dict)  # [exported, failed]
 
 
 def _bump(d: dict, key, by: int = 1) -> None:
@@ -109,6 +111,8 @@ class ReportAccumulator:
                 stats[1] += size
         for fmt in row.left_out:
             _bump(acc.left_out, fmt)
+        if row.split is not None and row.status in (EXPORTED, FAILED):
+            acc.splits.setdefault(row.split, [0, 0])[row.status == FAILED] += 1
         if row.warnings:
             acc.warnings += 1
             for kind in sorted({warning_kind(w) for w in row.warnings}):
@@ -122,7 +126,7 @@ class ReportAccumulator:
             for name in ("statuses", "skipped", "failed"):
                 for k, v in getattr(other, name).items():
                     _bump(getattr(first, name), k, v)
-            for name in ("categories", "formats"):
+            for name in ("categories", "formats", "splits"):
                 for k, (a, b) in getattr(other, name).items():
                     stats = getattr(first, name).setdefault(k, [0, 0])
                     stats[0] += a
@@ -145,7 +149,7 @@ class ReportAccumulator:
         skipped = acc.statuses.get(SKIPPED, 0)
         filtered = sum(n for r, n in acc.skipped.items() if r.startswith("filtered out"))
         formats = {fmt: acc.formats.get(fmt, [0, 0]) for fmt in {*acc.formats, *acc.left_out}}
-        return {
+        out = {
             "release": dict(header.get("release", {})),
             "options": dict(header.get("options", {})),
             "samples": {
@@ -176,6 +180,11 @@ class ReportAccumulator:
                 for p, n, st, r in sorted(acc.failures)[:MAX_LISTED]
             ],
         }
+        if header.get("splits"):  # --split: every requested split, even an empty one
+            out["splits"] = {s: {"exported": acc.splits.get(s, [0, 0])[0],
+                                 "failed": acc.splits.get(s, [0, 0])[1]}
+                             for s in header["splits"]}
+        return out
 
 
 def _largest(groups: dict) -> list:
@@ -202,6 +211,10 @@ def format_table(report: Mapping) -> str:
         lines.append("  category                 instances       pixels")
         for c in report["categories"]:
             lines.append(f"  {c['name'][:22]:22s} {c['instances']:>11} {c['pixels']:>12}")
+    if report.get("splits"):
+        lines.append("  split                     exported       failed")
+        for split, n in report["splits"].items():
+            lines.append(f"  {split:22s} {n['exported']:>11} {n['failed']:>12}")
     if report["formats"]:
         lines.append("  format                       files        bytes")
         for fmt, f in report["formats"].items():
