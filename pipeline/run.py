@@ -151,6 +151,8 @@ def _configure_logging(level: str | None = None) -> None:
     root.setLevel(level or logging.INFO)
     for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(level or logging.ERROR)
+    # The steps' own notes (e.g. the reader's count) when the job runs in this process.
+    logging.getLogger("transforms").setLevel(level or logging.WARNING)
     logging.getLogger(_RELAY).addFilter(_plain_worker_message)
 
 
