@@ -315,16 +315,20 @@ env.java.opts.all: $(sed -n 's/^ *all: //p' "$FLINK_HOME_DIR/conf/config.yaml" |
 jobmanager.bind-host: localhost
 jobmanager.rpc.address: localhost
 jobmanager.rpc.port: $FLINK_RPC_PORT
-jobmanager.memory.process.size: 640m
+# 1 GB leaves the JobManager about 450 MB of heap: with 640 MB (64 MB of heap) it ran out
+# while restarting the export's job (over a hundred tasks) after losing a TaskManager.
+jobmanager.memory.process.size: 1024m
 taskmanager.bind-host: localhost
 taskmanager.host: localhost
 taskmanager.numberOfTaskSlots: 2
 cluster.evenly-spread-out-slots: true
-taskmanager.memory.process.size: 1280m
+taskmanager.memory.process.size: 1536m
 taskmanager.memory.managed.size: 128m
-# the export's batch job has about a hundred vertices: 64 MB of network buffers is too few
-taskmanager.memory.network.min: 256m
-taskmanager.memory.network.max: 256m
+# The export's batch job has over a hundred tasks in one pipelined region (every format,
+# splits, shards): 64 MB of network buffers is too few, and 256 MB too few once a lost
+# TaskManager leaves one to run both slots' tasks.
+taskmanager.memory.network.min: 512m
+taskmanager.memory.network.max: 512m
 parallelism.default: 2
 rest.address: localhost
 rest.bind-address: localhost
