@@ -4,24 +4,30 @@ Used three ways: `pip install -e .` for local work, `pip install '.[test]'` by t
 command, and `--setup_file ./setup.py` when submitting to Dataflow (workers pip-install the
 sdist built from this file, the Beam "juliaset" pattern).
 
-Version ranges sit inside Apache Beam 2.77's own pins (numpy<2.5, pyarrow<26,
-Pillow>=12.1.1,<13, requests<3): a wider range would make pip silently backtrack the whole
-stack (see BEAM-NOTES §1).
+Version ranges sit inside Apache Beam 2.70's own pins (numpy<2.3, pyarrow<19, grpcio<1.66,
+requests<3): a wider range would make pip silently backtrack the whole stack.
+
+Beam is pinned to 2.70, not the newest release: Flink and Spark run Beam pipelines through
+Java job servers whose SDK must match the Python SDK's version, and 2.70.0 is the newest
+Beam whose Flink and Spark runner jars Maven Central serves to this project's machines (the
+README's "Running on Flink" says how scripts/cluster.sh assembles them).
 """
 
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    # The pipeline engine; one minor version so the Dataflow worker image matches.
-    "apache-beam>=2.77.0,<2.78",
-    "numpy>=1.26,<2.5",
+    # The pipeline engine; one minor version so that the Dataflow worker image and the
+    # Flink and Spark job servers (Beam 2.70.0 jars) match.
+    "apache-beam>=2.70.0,<2.71",
+    "numpy>=1.26,<2.3",
     "Pillow>=12.1.1,<13",
-    "pyarrow>=16,<26",
+    "pyarrow>=16,<19",
     # gs:// and s3:// releases, assets and outputs, one code path for both (fsspec), with
     # credentials and endpoints from the standard environment (ADC, STORAGE_EMULATOR_HOST;
     # AWS_* variables). s3fs and gcsfs are released together with fsspec and each pins the
-    # fsspec of its own release, so pip picks the versions that agree (2026.9.0 with Beam
-    # 2.77[gcp] on Python 3.11).
+    # fsspec of its own release, so pip picks the versions that agree (2025.x with Beam
+    # 2.70[gcp], which caps google-cloud-storage below 3; 2025.3.0 with the test extra,
+    # whose `datasets` 4.0 caps fsspec).
     "fsspec>=2025.3",
     "gcsfs>=2025.3",
     "s3fs>=2025.3",
@@ -45,7 +51,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # DataflowRunner refuses to load without the [gcp] extra.
-    "gcp": ["apache-beam[gcp]>=2.77.0,<2.78"],
+    "gcp": ["apache-beam[gcp]>=2.70.0,<2.71"],
     # Readers `python -m pipeline.validate` also uses when present (the test suite needs
     # them): faster-coco-eval's stricter RLE decoder, hotcoco's panoptic quality (PQ), and
     # the consumers of the shard formats (datasets, webdataset; see the test extra).
@@ -60,9 +66,12 @@ EXTRAS_REQUIRE = {
         # Per-test timeout: a hang (network, runner) fails the test instead of CI.
         "pytest-timeout>=2.3,<3",
         # DataflowRunner: tests/e2e/test_dataflow.py builds the Dataflow job offline
-        # (--dry_run=True) and reads metadata.json with the Dataflow client's schema. The
-        # runner refuses to load without this extra; it adds ~65 packages (~30 s to install).
-        "apache-beam[gcp]>=2.77.0,<2.78",
+        # (--dry_run=True). The runner refuses to load without this extra; it adds ~65
+        # packages (~30 s to install).
+        "apache-beam[gcp]>=2.70.0,<2.71",
+        # The Dataflow client's TemplateMetadata schema: the same test reads metadata.json
+        # with it (Beam 2.77's [gcp] brought it; 2.70's runner uses its own apitools client).
+        "google-cloud-dataflow-client>=0.8,<1",
         # Local stand-ins for the object stores, started by tests/cloudservers.py on
         # 127.0.0.1 (tests/e2e/test_cloud_io.py): gcp-storage-emulator (JSON API: simple,
         # multipart and resumable uploads, rewrite, batch delete, prefix listings; pure

@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+import warnings
 
 # `python -m pipeline` puts the current folder first on sys.path, and ML projects often hold
 # a `transforms.py` or `transforms/` of their own, which would then be imported instead of
@@ -23,8 +24,11 @@ _drop_cwd()
 
 EXAMPLE_RELEASE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example", "release.json")
 
-# Known-harmless startup messages of Beam 2.77 (BEAM-NOTES §1, §2), printed once per process.
-_HARMLESS = ("apitools not found", "No semi_persistent_directory found")
+# Known-harmless startup messages of Beam (BEAM-NOTES §1, §2), printed once per process.
+# Beam 2.70's TFRecord module warns at import that crcmod is missing: it is only needed
+# there (not used here) when google-crc32c, installed with the [gcp] extra, is absent.
+_HARMLESS = ("apitools not found", "No semi_persistent_directory found",
+             "crcmod package not found")
 
 
 def _drop_harmless(record: logging.LogRecord) -> bool:
@@ -33,6 +37,14 @@ def _drop_harmless(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger().addFilter(_drop_harmless)
+
+# Beam 2.70 caps grpcio below 1.66 (its job servers are the newest Maven Central serves; see
+# the README's runner table), and the Google client libraries that [gcp] brings warn on
+# import, in every process, that grpcio below 1.83 lacks post-quantum TLS and will no
+# longer be supported from 2027. Nothing to act on until Beam moves: keep it off the
+# terminal.
+warnings.filterwarnings("ignore", message=r".*grpcio.*", category=FutureWarning,
+                        module=r"google\.")
 
 
 class _Once(logging.Filter):

@@ -34,7 +34,13 @@ from transforms.release import ReleaseInfo
 from transforms.report import WritePreview, WritePreviewPart, WriteReport, WriteReportPart
 from transforms.state import chunking, ledger, shards
 from transforms.storage import pickles
-from transforms.write import WriteLedger, WriteManifestParts, WriteOnce
+from transforms.write import (
+    BeginExport,
+    FinishExport,
+    WriteLedger,
+    WriteManifestParts,
+    WriteOnce,
+)
 
 
 def split_names(info: ReleaseInfo) -> tuple[str, ...]:
@@ -88,11 +94,18 @@ class ChunkRun:
 
 def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
           formats: tuple[str, ...], progress_dir: str | None = None,
-          chunk: ChunkRun | None = None, ledger_dir: str | None = None) -> dict[str, Any]:
+          chunk: ChunkRun | None = None, ledger_dir: str | None = None,
+          token: str | None = None, fp: ledger.Fingerprint | None = None) -> dict[str, Any]:
     """The export's steps. With `chunk`, only that chunk's samples, and the global files
     (COCO, manifest, failures, report, preview) as parts for `chunking.Merge`. Every
     sample's result also goes to the ledger in `ledger_dir` (default: the output's first
-    generation, `ledger`; a chunk's parts go to the temporary folder)."""
+    generation, `ledger`; a chunk's parts go to the temporary folder).
+
+    With `token` (a full export in one pipeline), the job begins and ends the export
+    itself: its first step replaces the previous export in the output folder (once per
+    run: `token` names the run) and its last step, after every write, removes the
+    temporary folder and publishes the ledger's state (with the fingerprint `fp`). The
+    export is then complete whether or not the launcher waits for the job."""
     taxonomy = taxonomy_for(cfg, info)
     settings = ExportSettings(formats=formats, labelset=info.labelset, taxonomy=taxonomy,
                               instance_png=cfg.instance_png,
@@ -105,9 +118,12 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                     progress_dir=progress_dir)
     temp = storage.join(cfg.output, paths.TEMP_DIR)
 
+    # Where every step that writes without reading first starts: the replaced output.
+    start = root if token is None else root | "BeginExport" >> BeginExport(
+        cfg.output, paths.OWNED, token)
     if chunk is None:
-        read = root | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection,
-                                                   progress_dir)
+        read = start | "ReadRelease" >> ReadRelease(cfg.release, info, cfg.selection,
+                                                    progress_dir)
         # samples: Sample (selected, labelled); rows: ManifestRow (filtered, skipped, malformed)
         named = read.samples | "AssignStems" >> AssignStems()
     else:
@@ -157,7 +173,7 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
                 shard_size=cfg.coco_shard_size)
         )
     if "yolo" in formats or "yolo-seg" in formats:  # one class list for both
-        outputs["yolo"] = root | "WriteYoloDataYaml" >> WriteOnce(
+        outputs["yolo"] = start | "WriteYoloDataYaml" >> WriteOnce(
             storage.join(cfg.output, paths.YOLO_DATA_YAML),
             yolo.data_yaml(taxonomy, split_names(info), cfg.images == "copy"))
     done = ledger_outputs(cfg, info, formats, ledger.generation_dir(cfg.output, 0))
@@ -169,6 +185,8 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
             # (kind, split or Shard): one split list, shard or card each
             | "SpreadLedgerTasks" >> beam.Reshuffle()
             | "WriteFromLedger" >> beam.Map(lambda task, job: job.run(task), done))
+    if token is not None:
+        outputs["finish"] = outputs | "FinishExport" >> FinishExport(cfg.output, 0, fp)
     return outputs
 
 
@@ -269,11 +287,15 @@ class _Jobs:
         return self.jobs[task[0]].run(task[1])
 
 
-def build_merge(root: beam.Pipeline, *jobs):
-    """The last step of a chunked run (or of --only_failed, --since): the independent tasks
-    of `jobs` (merge or rebuild, then what is written from the ledger), spread over
-    workers."""
+def build_merge(root: beam.Pipeline, *jobs, output: str,
+                generation: int | None = None, fp: ledger.Fingerprint | None = None):
+    """The last pipeline of a chunked run (or of --only_failed, --since): the independent
+    tasks of `jobs` (merge or rebuild, then what is written from the ledger), spread over
+    workers, then the export's last step (`FinishExport`: the temporary folder removed
+    and, with `fp`, ledger generation `generation` published)."""
     job = _Jobs(tuple(jobs))
-    return (root
-            | "MergeTasks" >> beam.Create(job.tasks())
-            | "Merge" >> beam.Map(job.run))
+    merged = (root
+              | "MergeTasks" >> beam.Create(job.tasks())
+              | "Merge" >> beam.Map(job.run))
+    return {"merged": merged,
+            "finish": {"merged": merged} | "FinishExport" >> FinishExport(output, generation, fp)}

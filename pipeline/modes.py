@@ -6,6 +6,13 @@ Each mode writes the samples' files and ledger entries with the export graph
 either in the same graph or, for chunks and updates, from the parts or the ledger
 (`graph.build_merge`). Each step can be interrupted: state.json names the current ledger
 generation and is switched only once the new one is complete.
+
+The last pipeline of every mode ends the export itself (`FinishExport`: the temporary
+folder removed, state.json written where the mode publishes a generation), and a full
+export in one pipeline also begins it (`BeginExport`), so that a job the launcher does not
+wait for (a Flex Template launch) leaves a complete export. The other modes run several
+pipelines and work on the ledger between them: the launcher runs them one after the other
+and waits for each, on any runner.
 """
 
 from __future__ import annotations
@@ -14,17 +21,18 @@ import contextlib
 import logging
 import tempfile
 import time
+import uuid
 
 import apache_beam as beam
 
 from pipeline import graph
 from pipeline.prepare import check_resumable, check_since
-from pipeline.runners import counts_of, local_runner
+from pipeline.runners import Engine, counts_of, local_runner
 from transforms import storage
 from transforms.formats import coco, yolo
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
-from transforms.state import chunking, incremental, ledger
+from transforms.state import chunking, incremental, ledger, lifecycle
 from transforms.summary import progress
 
 _LOGGER = logging.getLogger("pipeline")
@@ -40,7 +48,7 @@ def global_files(cfg, info, formats) -> tuple[Taxonomy, dict, dict]:
     return taxonomy, graph.coco_headers(info, taxonomy, formats), small
 
 
-def run_only_failed(options, argv, cfg, info, formats, fp, local: bool) -> dict[str, int]:
+def run_only_failed(options, argv, cfg, info, formats, fp, eng: Engine) -> dict[str, int]:
     """--only_failed: re-export the samples the ledger records as failed, merge their new
     results into a new ledger generation, and rebuild every global file from it (`ledger`).
 
@@ -54,7 +62,7 @@ def run_only_failed(options, argv, cfg, info, formats, fp, local: bool) -> dict[
     counts: dict[str, int] = {}
     if failed:
         fresh = storage.join(temp, "ledger")
-        counts = export_positions(options, argv, cfg, info, formats, local, set(failed), fresh)
+        counts = export_positions(options, argv, cfg, info, formats, eng, set(failed), fresh)
         target = ledger.generation_dir(cfg.output, generation + 1)
         ledger.combine(current, fresh, target)
         ledger.write_state(cfg.output, generation + 1, fp)  # the new ledger is current
@@ -74,24 +82,27 @@ def prepare_update(cfg, generation: int) -> tuple[str, str]:
     return temp, ledger.generation_dir(cfg.output, generation)
 
 
-def export_positions(options, argv, cfg, info, formats, local: bool, only, fresh: str
+def export_positions(options, argv, cfg, info, formats, eng: Engine, only, fresh: str
                       ) -> dict[str, int]:
     """Exports the samples at release positions `only` (their files, and their ledger
-    entries into `fresh`), in chunks of local pipelines; returns the counters."""
+    entries into `fresh`), in chunks of local pipelines (one pipeline on a cluster);
+    returns the counts of this run's samples, from their ledger entries (exact on every
+    runner), and the runner's counters under "counters"."""
     temp = storage.join(cfg.output, paths.TEMP_DIR)
     folder = storage.join(temp, "chunks")
     counts: dict[str, int] = {}
     with storage.open_release(cfg.release) as stream:
         chunks = chunking.split(stream, info, cfg.selection, folder,
-                                cfg.chunk_size(local) or max(len(only), 1), only=only)
+                                cfg.chunk_size(eng.chunks) or max(len(only), 1), only=only)
     with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks, (
-            progress.Monitor(ticks, len(only)) if local else contextlib.nullcontext()):
+            progress.Monitor(ticks, len(only)) if eng.progress else contextlib.nullcontext()):
         for c in chunks:
             if not c.positions:
                 continue  # a release without samples
             runner, _ = local_runner(options, argv, c.samples)
             pipeline = beam.Pipeline(runner=runner, options=options)
-            graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None,
+            graph.build(pipeline, cfg, info, formats,
+                        progress_dir=ticks if eng.progress else None,
                         chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), {},
                                              ledger_only=True),
                         ledger_dir=fresh)
@@ -100,10 +111,10 @@ def export_positions(options, argv, cfg, info, formats, local: bool, only, fresh
             for name, value in counts_of(result).items():
                 counts[name] = counts.get(name, 0) + value
             storage.remove_tree(c.path)
-    return counts
+    return {**ledger.status_counts(fresh), "counters": counts}
 
 
-def run_since(options, argv, cfg, info, formats, fp, local: bool) -> dict[str, int]:
+def run_since(options, argv, cfg, info, formats, fp, eng: Engine) -> dict[str, int]:
     """--since: export the new release into the previous export's folder, exporting only
     the samples whose content or output name changed (`incremental`), deleting the files of
     samples that are gone, and rebuilding every global file from the combined ledger.
@@ -118,7 +129,7 @@ def run_since(options, argv, cfg, info, formats, fp, local: bool) -> dict[str, i
     _LOGGER.info("%d of %d samples unchanged since the previous export (%d samples); "
                  "exporting %d", p.reused, p.samples, p.previous, len(p.redo))
     fresh = storage.join(temp, "ledger")
-    counts = (export_positions(options, argv, cfg, info, formats, local, p.redo, fresh)
+    counts = (export_positions(options, argv, cfg, info, formats, eng, p.redo, fresh)
               if p.redo else {})
     target = ledger.generation_dir(cfg.output, generation + 1)
     incremental.combine(current, fresh, target, p)
@@ -144,13 +155,22 @@ def rebuild(options, argv, cfg, info, formats, current: str) -> None:
         storage.remove_tree(storage.join(cfg.output, folder))
     runner, _ = local_runner(options, argv)
     pipeline = beam.Pipeline(runner=runner, options=options)
-    graph.build_merge(pipeline, rebuild, graph.ledger_outputs(cfg, info, formats, current))
+    # Ends with the temporary folder removed (state.json names `current` already).
+    graph.build_merge(pipeline, rebuild, graph.ledger_outputs(cfg, info, formats, current),
+                      output=cfg.output)
     pipeline.run().wait_until_finish()
 
 
-def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) -> dict[str, int]:
+def run_chunked(options, argv, cfg, info, formats, fp, chunk_size: int, ticks: str
+                ) -> dict[str, int]:
     """The release as consecutive chunks, one local pipeline each, merged (`chunking`)."""
+    # A rerun replaces the previous export (and a killed run's leftovers) in full, so
+    # no stale shard or per-sample file can mix with the new one; then the marker that
+    # makes a killed run's folder recognisable, before the chunks are written there.
+    for entry in storage.check_output(cfg.output, paths.OWNED):
+        storage.remove_tree(storage.join(cfg.output, entry))
     temp = storage.join(cfg.output, paths.TEMP_DIR)
+    storage.write_bytes(storage.join(temp, lifecycle.STARTED), b"")
     folder = storage.join(temp, "chunks")
     t0 = time.monotonic()
     with storage.open_release(cfg.release) as stream:
@@ -185,32 +205,31 @@ def run_chunked(options, argv, cfg, info, formats, chunk_size: int, ticks: str) 
         # launcher's memory stays that of the chunk runs.
         runner, _ = local_runner(options, argv)
         pipeline = beam.Pipeline(runner=runner, options=options)
-        graph.build_merge(pipeline, merge, graph.ledger_outputs(cfg, info, formats, generation))
+        graph.build_merge(pipeline, merge, graph.ledger_outputs(cfg, info, formats, generation),
+                          output=cfg.output, generation=0, fp=fp)  # state.json last
         pipeline.run().wait_until_finish()
     return counts
 
 
-def run_full(options, argv, cfg, info, formats, fp, local: bool, runner,
+def run_full(options, argv, cfg, info, formats, fp, eng: Engine, runner,
              chunk_size: int) -> dict[str, int]:
     """A full export: the previous export in --output replaced, then the release in one
-    pipeline, or in chunks when it has more than `chunk_size` samples; state.json last."""
-    # A rerun replaces the previous export (and a killed run's leftovers) in full, so
-    # no stale shard or per-sample file can mix with the new one.
-    for entry in storage.check_output(cfg.output, paths.OWNED):
-        storage.remove_tree(storage.join(cfg.output, entry))
-    # Before any output: marks the folder as an export, so that if this run is killed,
-    # running the command again replaces what it left (`storage.check_output`).
-    storage.write_bytes(storage.join(cfg.output, paths.TEMP_DIR, "started"), b"")
+    pipeline, or in chunks when it has more than `chunk_size` samples; state.json last.
+    Returns the runner's counters (the launcher reads the counts from report.json)."""
     with tempfile.TemporaryDirectory(prefix="segments-progress-") as ticks:
         if chunk_size and info.sample_count > chunk_size:
-            counts = run_chunked(options, argv, cfg, info, formats, chunk_size, ticks)
-        else:
-            pipeline = beam.Pipeline(runner=runner, options=options)
-            graph.build(pipeline, cfg, info, formats, progress_dir=ticks if local else None)
-            with (progress.Monitor(ticks, info.sample_count) if local
-                  else contextlib.nullcontext()):
-                result = pipeline.run()
-                result.wait_until_finish()
-            counts = counts_of(result)
-    ledger.write_state(cfg.output, 0, fp)  # last: the export is complete
-    return counts
+            return run_chunked(options, argv, cfg, info, formats, fp, chunk_size, ticks)
+        pipeline = beam.Pipeline(runner=runner, options=options)
+        # The job replaces the previous export and marks the new one complete itself.
+        graph.build(pipeline, cfg, info, formats, progress_dir=ticks if eng.progress else None,
+                    token=new_token(), fp=fp)
+        with (progress.Monitor(ticks, info.sample_count) if eng.progress
+              else contextlib.nullcontext()):
+            result = pipeline.run()
+            result.wait_until_finish()
+        return counts_of(result)
+
+
+def new_token() -> str:
+    """A value naming one run of a full export (`lifecycle.begin`)."""
+    return uuid.uuid4().hex

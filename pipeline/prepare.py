@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline import cli
 from pipeline import config as config_mod
 from pipeline.options import ExportOptions
-from pipeline.runners import LOCAL_RUNNERS, is_dry_run
+from pipeline.runners import check_engine, engine, is_dry_run
 from transforms import release, storage
 from transforms.model import errors, paths
 from transforms.model.types import OPT_IN_FORMATS, SHARD_FORMATS, available_formats
@@ -80,10 +80,12 @@ def prepare(argv: Sequence[str] | None = None):
     if cfg.split is not None:
         info = dataclasses.replace(info, splits=plan_splits(cfg, info))
     runner_name = options.view_as(StandardOptions).runner
-    if cfg.chunk_samples not in ("auto", 0) and runner_name not in LOCAL_RUNNERS:
+    if cfg.chunk_samples not in ("auto", 0) and not engine(options).chunks:
         raise config_mod.ConfigError(
             f"--chunk_samples: chunked runs are for local runners, not {runner_name} (it keeps "
             "nothing in the launcher's memory); use --chunk_samples 0 or auto")
+    if not is_dry_run(options):
+        check_engine(options)  # the cluster, the job server and its jar can be reached
     if not (is_dry_run(options) and storage.scheme(cfg.output)):  # a dry run reads no bucket
         storage.check_output(cfg.output, paths.OWNED)  # fails on a foreign non-empty folder
         storage.check_writable(cfg.output)
@@ -180,7 +182,7 @@ def check_since(cfg, previous_out: str, fp: ledger.Fingerprint) -> int:
 
 
 def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
-            fp: ledger.Fingerprint, local: bool = True, only_failed: bool = False,
+            fp: ledger.Fingerprint, chunks: bool = True, only_failed: bool = False,
             since: str | None = None) -> dict:
     """--dry_run: the export's plan, from one streaming pass over the release."""
     with storage.open_release(cfg.release) as stream:
@@ -194,7 +196,7 @@ def dry_run(cfg, info: release.ReleaseInfo, formats: tuple[str, ...],
         f"would export {plan['to_export']} samples to {', '.join(formats)} "
         f"(images: {cfg.images}) in {storage.redact(cfg.output)}",
     ]
-    chunk = cfg.chunk_size(local)
+    chunk = cfg.chunk_size(chunks)
     if chunk and info.sample_count > chunk:
         lines.append(f"in chunks of up to {chunk} samples (--chunk_samples), one local "
                      "pipeline each, merged into one export")

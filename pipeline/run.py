@@ -12,14 +12,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from apache_beam.options.pipeline_options import GoogleCloudOptions, StandardOptions, TestOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
 from pipeline import cli
 from pipeline import config as config_mod
 from pipeline.modes import run_full, run_only_failed, run_since
 from pipeline.options import ExportOptions
 from pipeline.prepare import dry_run, prepare
-from pipeline.runners import LOCAL_RUNNERS, build_job, is_dry_run, local_runner, on_dataflow
+from pipeline.runners import build_job, engine, is_dry_run, local_runner, on_dataflow
 from transforms import storage
 from transforms.model import errors, paths
 from transforms.report import REPORT
@@ -32,14 +32,14 @@ _LOGGER = logging.getLogger("pipeline")
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Runs the export; returns the sample counts. Raises ValueError before any work."""
     options, cfg, info, formats, argv, fp = prepare(argv)
-    local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
+    eng = engine(options)
     only_failed = options.view_as(ExportOptions).only_failed
     since = options.view_as(ExportOptions).since
     dry = options.view_as(TestOptions).dry_run = is_dry_run(options)  # Beam: "False" is true
     if dry:
-        plan = dry_run(cfg, info, formats, fp, local, only_failed, since)
+        plan = dry_run(cfg, info, formats, fp, eng.chunks, only_failed, since)
         if on_dataflow(options):
-            plan["job"] = build_job(options, cfg, info, formats)
+            plan["job"] = build_job(options, cfg, info, formats, fp)
         return plan
     if on_dataflow(options) and options.view_as(GoogleCloudOptions).template_location:
         if only_failed or since:
@@ -47,10 +47,13 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
                 f"--{'only_failed' if only_failed else 'since'}: not available in a template "
                 "launch (it runs several pipelines); run it from the command line with "
                 "--runner DataflowRunner")
-        return {"job": build_job(options, cfg, info, formats)}
-    chunk_size = cfg.chunk_size(local)
+        return {"job": build_job(options, cfg, info, formats, fp)}
+    chunk_size = cfg.chunk_size(eng.chunks)
     chunked = bool(chunk_size) and info.sample_count > chunk_size
     runner, runner_name = local_runner(options, argv, None if chunked else info.sample_count)
+    if eng.kind != "direct":
+        runner_name = eng.name
+    mode = "only_failed" if only_failed else "since" if since else "full"
     _LOGGER.info(
         "release %r (%s, %s layout): %d samples, labelset %r -> %s; formats: %s; runner: %s%s",
         info.name, info.task_type, info.layout, info.sample_count, info.labelset,
@@ -59,20 +62,30 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         else "; only what changed since the previous export" if since
         else f"; chunks of {chunk_size} samples" if chunked else "")
     started = time.monotonic()
-    _STATE.update(mode="only_failed" if only_failed else "since" if since else "full",
-                  output=storage.redact(cfg.output))
+    _STATE.update(mode=mode, output=storage.redact(cfg.output))
     if only_failed:
-        counts = run_only_failed(options, argv, cfg, info, formats, fp, local)
+        counts = run_only_failed(options, argv, cfg, info, formats, fp, eng)
     elif since:
-        counts = run_since(options, argv, cfg, info, formats, fp, local)
+        counts = run_since(options, argv, cfg, info, formats, fp, eng)
     else:
-        counts = run_full(options, argv, cfg, info, formats, fp, local, runner, chunk_size)
+        counts = {"counters": run_full(options, argv, cfg, info, formats, fp, eng, runner,
+                                       chunk_size)}
     elapsed = time.monotonic() - started
+    report_path = storage.join(cfg.output, REPORT)
+    summary = None
+    try:
+        summary = json.loads(storage.read_bytes(report_path))
+    except (OSError, ValueError):
+        _LOGGER.warning("no run report at %s", storage.redact(report_path))
+    if mode == "full" and summary is not None:
+        # From the report the job wrote: exact on every runner (Beam's counters are not on
+        # Spark, which counts failed task attempts too).
+        counts.update(samples_exported=summary["samples"]["exported"],
+                      samples_failed=summary["samples"]["failed"],
+                      samples_skipped=summary["samples"]["skipped"])
     counts["samples"] = info.sample_count
     rate = counts.get("samples_exported", 0) / elapsed if elapsed > 0 else 0.0
-    _write_run_record(cfg, runner_name, "only_failed" if only_failed else "since" if since
-                      else "full", elapsed, rate, counts)
-    storage.remove_tree(storage.join(cfg.output, paths.TEMP_DIR))
+    _write_run_record(cfg, runner_name, mode, elapsed, rate, counts)
     _LOGGER.info(
         "done in %.1f s: %d samples, %d %sexported, %d failed, %d skipped (%.1f samples/s); "
         "output in %s%s",
@@ -80,13 +93,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
         "re-" if only_failed or since else "", counts.get("samples_failed", 0),
         counts.get("samples_skipped", 0), rate, storage.redact(cfg.output),
         f"; failures listed in {paths.FAILURES}" if counts.get("samples_failed") else "")
-    report_path = storage.join(cfg.output, REPORT)
-    summary = None
-    try:
-        summary = json.loads(storage.read_bytes(report_path))
+    if summary is not None:
         print(format_table(summary), file=sys.stderr)
-    except (OSError, ValueError):
-        _LOGGER.warning("no run report at %s", storage.redact(report_path))
     counts["budget_exceeded"] = _over_budget(cfg, summary)
     if options.view_as(ExportOptions).validate:
         from pipeline import validate
@@ -116,6 +124,10 @@ def _write_run_record(cfg, runner_name: str, mode: str, elapsed: float, rate: fl
                     "failed_in_this_run": counts.get("samples_failed", 0),
                     "skipped_in_this_run": counts.get("samples_skipped", 0),
                     "kept_from_previous_export": counts.get("samples_reused", 0)},
+        # Beam's `export` counters as the runner reported them (committed values, else
+        # attempted ones: Spark reports only those, failed task attempts included); the
+        # counts above come from the export's own files, exact on every runner.
+        "counters": dict(sorted(counts.get("counters", {}).items())),
     }
     storage.write_bytes(storage.join(cfg.output, paths.RUN),
                         (json.dumps(record, indent=1) + "\n").encode("utf-8"))
@@ -135,7 +147,10 @@ def _over_budget(cfg, report: dict | None) -> str:
 
 
 _NOISY = ("apache_beam", "urllib3", "fsspec", "gcsfs", "s3fs", "botocore", "aiobotocore",
-          "google", "grpc")
+          "google", "grpc",
+          # Beam relays every line of the Flink / Spark job server (a Java process it starts)
+          # under these names; a failed job's error reaches the launcher as the job's state.
+          "FlinkJarJobServer", "SparkJarJobServer", "PrismJobServer")
 
 
 def _configure_logging(level: str | None = None) -> None:
@@ -154,6 +169,15 @@ def _configure_logging(level: str | None = None) -> None:
     # The steps' own notes (e.g. the reader's count) when the job runs in this process.
     logging.getLogger("transforms").setLevel(level or logging.WARNING)
     logging.getLogger(_RELAY).addFilter(_plain_worker_message)
+    if level is None:
+        root.addFilter(_no_job_chatter)
+
+
+def _no_job_chatter(record: logging.LogRecord) -> bool:
+    """A portable runner's job service reports each state change ("starting job-001", ...)
+    as an INFO message of the root logger; warnings and errors still show."""
+    return not (record.levelno < logging.WARNING and record.name == "root"
+                and record.module == "portable_runner")
 
 
 # Beam's local job service relays each log record of a worker process as `Worker: <LogEntry

@@ -18,7 +18,7 @@ from apache_beam.runners.worker import sdk_worker_main
 import pipeline  # noqa: F401  (installs the harmless-message filter first)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ends this worker the moment the launcher ends (Linux: the kernel kills it; elsewhere a
     watchdog thread notices), so that a launcher stopped by Ctrl-C leaves no worker behind
     printing connection errors."""
@@ -46,7 +46,7 @@ def main() -> None:
     # Ctrl-C reaches every process of the terminal's group: the launcher answers it (one
     # line: what was kept, how to go on) and ends; workers end with it, silently.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
     if hasattr(sdk_worker_main, "_get_log_level_from_options_dict"):
         original = sdk_worker_main._get_log_level_from_options_dict
 

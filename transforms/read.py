@@ -62,7 +62,8 @@ class _ReadReleaseFn(_CountingReadFn):
 
 
 class ReadRelease(beam.PTransform):
-    """PBegin -> Sample (selected, in any order); ROWS gets ManifestRow."""
+    """PBegin, or the token of `BeginExport` (the release is then read once the previous
+    export is replaced) -> Sample (selected, in any order); ROWS gets ManifestRow."""
 
     def __init__(self, uri: str, info: release.ReleaseInfo, selection: release.Selection,
                  progress_dir: str | None = None):
@@ -70,10 +71,13 @@ class ReadRelease(beam.PTransform):
         self._uri, self._info, self._selection = uri, info, selection
         self._progress_dir = progress_dir
 
-    def expand(self, pbegin):
+    def expand(self, start):
+        if isinstance(start, pvalue.PBegin):
+            uri = start | "Uri" >> beam.Create([self._uri])
+        else:
+            uri = start | "Uri" >> beam.Map(lambda _, u: u, self._uri)
         return (
-            pbegin
-            | "Uri" >> beam.Create([self._uri])
+            uri
             | "Stream" >> beam.ParDo(_ReadReleaseFn(
                 self._info, self._selection, self._progress_dir)).with_outputs(
                 ROWS, main="samples")

@@ -1,13 +1,17 @@
-"""WriteManifest, WriteFailures, WriteOnce, WriteLedger: the run's result files."""
+"""WriteManifest, WriteFailures, WriteOnce, WriteLedger: the run's result files; BeginExport
+and FinishExport: the first and the last step of an export."""
 
 from __future__ import annotations
 
+import re
+
 import apache_beam as beam
+from apache_beam import pvalue
 from apache_beam.pvalue import AsList
 
 from transforms import storage
 from transforms.model import paths
-from transforms.state import chunking, ledger
+from transforms.state import chunking, ledger, lifecycle
 from transforms.storage import pickles
 from transforms.summary import manifest
 
@@ -106,15 +110,74 @@ def _write_once(path: str, data: bytes) -> str:
 
 
 class WriteOnce(beam.PTransform):
-    """PBegin -> writes one small file with known content (e.g. YOLO data.yaml)."""
+    """PBegin, or the token of `BeginExport` (written once the previous export is
+    replaced) -> writes one small file with known content (e.g. YOLO data.yaml)."""
 
     def __init__(self, path: str, data: bytes):
         super().__init__()
         self._path, self._data = path, data
 
+    def expand(self, start):
+        if isinstance(start, pvalue.PBegin):
+            path = start | "Path" >> beam.Create([self._path])
+        else:
+            path = start | "Path" >> beam.Map(lambda _, p: p, self._path)
+        return path | "Write" >> beam.Map(_write_once, self._data)
+
+
+def _begin(token: str, output: str, owned: tuple[str, ...]) -> str:
+    return lifecycle.begin(output, owned, token)
+
+
+def _finish(_count: int, output: str, generation: int | None, fp) -> str:
+    return lifecycle.finish(output, generation, fp)
+
+
+class BeginExport(beam.PTransform):
+    """PBegin -> the run's token, once the previous export in `output` is replaced
+    (`lifecycle.begin`, idempotent within the run). The release reader and every other
+    step that writes without reading start from it."""
+
+    def __init__(self, output: str, owned: tuple[str, ...], token: str):
+        super().__init__()
+        self._output, self._owned, self._token = output, owned, token
+
     def expand(self, pbegin):
-        return pbegin | "Path" >> beam.Create([self._path]) | "Write" >> beam.Map(
-            _write_once, self._data)
+        return (pbegin
+                | "Token" >> beam.Create([self._token])
+                | "ReplacePrevious" >> beam.Map(_begin, self._output, self._owned))
+
+
+def _nothing(_element) -> None:
+    return None
+
+
+def _label(name: str) -> str:
+    """CamelCase step label of an output's name (`coco-instance-train` -> CocoInstanceTrain)."""
+    return "".join(w[:1].upper() + w[1:] for w in re.split(r"[^A-Za-z0-9]+", name) if w)
+
+
+class FinishExport(beam.PTransform):
+    """{name: PCollection of a writing step} -> the export's last step, once every one of
+    them is done (whether or not the launcher waits for the job): the temporary folder and
+    stray temporary files removed, then, with `fp`, ledger generation `generation`
+    published in state.json (`lifecycle.finish`). Each output goes through a Map of its
+    own before the Flatten: a PCollection consumed by both a Flatten and a GroupByKey
+    fails on Flink and Spark (apache/beam#34647)."""
+
+    def __init__(self, output: str, generation: int | None = None,
+                 fp: ledger.Fingerprint | None = None):
+        super().__init__()
+        self._output, self._generation, self._fp = output, generation, fp
+
+    def expand(self, written: dict):
+        done = [written[name] | f"Done{_label(name)}" >> beam.Map(_nothing)
+                for name in sorted(written)]
+        return (done
+                | "AllWritten" >> beam.Flatten()
+                | "CountWritten" >> beam.combiners.Count.Globally()
+                # one element: the number of files and folders written
+                | "Finish" >> beam.Map(_finish, self._output, self._generation, self._fp))
 
 
 def _by_ledger_shard(entry):

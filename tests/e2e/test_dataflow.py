@@ -134,14 +134,22 @@ def test_dry_run_builds_the_dataflow_job_offline(no_network):
     assert no_network.read_text() == ""  # nothing submitted, staged, read or written remotely
 
 
-def test_template_launch_hands_the_job_over_and_writes_nothing(tmp_path, no_network,
-                                                               monkeypatch):
+def test_template_launch_hands_over_a_job_that_finishes_the_export(tmp_path, no_network,
+                                                                   monkeypatch):
     """A Flex Template's launcher runs the program with --template_location: the job starts
-    after the program exits, so the export must not clear the output or record itself as
-    complete meanwhile. Dataflow's client (the one networked part) is replaced by a fake."""
+    after the program exits and nothing waits for it. So the launcher must not touch the
+    output, and the job itself must do what a waiting launcher would: replace the previous
+    export first, and last (after every write) remove the temporary folder and write the
+    ledger's state.json. Dataflow's client (the one networked part) is replaced by a fake;
+    the graph handed over is then run on the local runner, with no launcher around it: the
+    folder it leaves is the command line's export, state.json included."""
     from apache_beam.runners.dataflow.internal import apiclient
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    handed = []
+    from pipeline import graph
+    from tests.conftest import tree
+
+    handed, built = [], []
 
     class FakeClient:
         def __init__(self, options, root_staging_location=None):
@@ -153,7 +161,14 @@ def test_template_launch_hands_the_job_over_and_writes_nothing(tmp_path, no_netw
                 f.write(job.json())
             handed.append(job)
 
+    build = graph.build
+
+    def recording_build(root, *args, **kwargs):
+        built.append((args, kwargs))
+        return build(root, *args, **kwargs)
+
     monkeypatch.setattr(apiclient, "DataflowApplicationClient", FakeClient)
+    monkeypatch.setattr(graph, "build", recording_build)
     # Validating the options asks GCS about the bucket's soft-delete policy (not in dry runs).
     monkeypatch.setattr(GoogleCloudOptions, "_warn_if_soft_delete_policy_enabled",
                         lambda self, arg_name: None)
@@ -161,15 +176,31 @@ def test_template_launch_hands_the_job_over_and_writes_nothing(tmp_path, no_netw
     argv = ["--output", str(out), "--template_location", str(tmp_path / "job.json"), *GCP]
     result = run_mod.run(argv)
     assert [result["job"]] == handed
-    assert STEPS <= {t.unique_name for t in handed[0].proto_pipeline.components.transforms
-                     .values()}
+    names = {t.unique_name for t in handed[0].proto_pipeline.components.transforms.values()}
+    assert STEPS | {"BeginExport", "FinishExport"} <= names
     assert json.loads((tmp_path / "job.json").read_text())["type"] == "JOB_TYPE_BATCH"
-    assert not out.exists()  # no "started" marker, no ledger state claiming a finished export
+    assert not out.exists()  # the launcher wrote nothing: no marker, no state
     monkeypatch.setattr(prepare_mod, "check_resumable", lambda cfg, fp: 0)  # as if one existed
     with pytest.raises(config.ConfigError, match="not available in a template launch"):
         run_mod.run([*argv, "--only_failed"])
     assert len(handed) == 1
     assert no_network.read_text() == ""
+
+    # The job as handed over, run with nobody waiting for it, over a previous export.
+    monkeypatch.setattr(graph, "build", build)
+    (args, kwargs), = built
+    assert kwargs["token"] and kwargs["fp"] is not None
+    reference = tmp_path / "reference"
+    run_mod.run(["--output", str(reference), "--direct_running_mode=in_memory"])
+    os.makedirs(out)
+    for rel in ("images/stale.jpg", "report.json", ".tmp-export/started"):  # a killed run's
+        os.makedirs(os.path.dirname(out / rel), exist_ok=True)
+        (out / rel).write_bytes(b"left over")
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        build(p, *args, **kwargs)
+    assert tree(str(out)) == tree(str(reference))  # state.json included, nothing else
+    assert (out / ".export-state" / "state.json").exists()
+    assert not (out / ".tmp-export").exists()
 
 
 def _cli(args, cwd=ROOT):
@@ -309,8 +340,7 @@ def test_constraints_satisfy_the_package_requirements():
     required = [Requirement(r) for r in importlib_metadata.requires("segments-beam-export")]
     gcp = [r for r in required
            if r.marker is None or r.marker.evaluate({"extra": "gcp"})]
-    assert {"apache-beam", "numpy", "pillow", "pyarrow", "google-cloud-dataflow-client"} <= set(
-        pins)
+    assert {"apache-beam", "numpy", "pillow", "pyarrow", "google-cloud-storage"} <= set(pins)
     for req in gcp:
         name = re.sub(r"[-_.]+", "-", req.name).lower()
         assert name in pins, f"{name} is not pinned"

@@ -41,7 +41,7 @@ from transforms import storage
 from transforms.formats import coco
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
-from transforms.model.types import FAILED, ManifestRow
+from transforms.model.types import EXPORTED, FAILED, ManifestRow
 from transforms.storage import pickles
 from transforms.summary import manifest, preview, report
 from transforms.summary.report import ReportAccumulator
@@ -116,6 +116,17 @@ def results(folder: str, shards: range | None = None
             ) -> Iterator[tuple[ManifestRow, tuple | None, tuple | None]]:
     for e in entries(folder, shards):
         yield pickles.unpack(e[2])
+
+
+def status_counts(folder: str) -> dict[str, int]:
+    """{"samples_exported", "samples_failed", "samples_skipped": n} of the entries in a
+    ledger folder (only statuses are read): what a run did, exact on every runner (Beam's
+    counters are approximate on some, e.g. Spark counts failed attempts)."""
+    counts = {"samples_exported": 0, "samples_failed": 0, "samples_skipped": 0}
+    names = {EXPORTED: "samples_exported", FAILED: "samples_failed"}
+    for e in entries(folder):
+        counts[names.get(e[1], "samples_skipped")] += 1
+    return counts
 
 
 def failed_positions(folder: str) -> list[int]:

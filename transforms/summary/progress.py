@@ -1,10 +1,14 @@
 """Progress of local runs: workers tick, the launcher watches.
 
 Local runners execute the SDK workers as processes on this machine, and the FnApiRunner
-returns metrics only when the job ends. So each worker (DoFn instance) appends one byte per
-sample to its own file in a temporary folder outside the output, and the launcher sums the
-file sizes once a second. Outputs are unaffected. On Dataflow the `export` counters
-(samples_read / exported / failed / skipped) show the same progress live.
+returns metrics only when the job ends (so do Beam's Flink and Spark job servers). So each
+worker (DoFn instance) appends one byte per sample to its own file in a temporary folder
+outside the output, and the launcher sums the file sizes once a second. This works
+wherever the SDK workers run on the launcher's machine: local runs, Prism, and a Flink or
+Spark cluster on this machine with LOOPBACK workers or an EXTERNAL worker pool here. A
+worker that cannot open the folder (on another machine) just does not tick. Outputs are
+unaffected. On Dataflow the `export` counters (samples_read / exported / failed /
+skipped) show the same progress live; on a remote Flink or Spark cluster, their web UIs.
 """
 
 from __future__ import annotations
@@ -30,7 +34,12 @@ class Ticker:
         if self._folder is None:
             return
         if self._file is None:
-            self._file = open(os.path.join(self._folder, f"{os.getpid()}-{uuid.uuid4().hex}"), "ab")
+            try:
+                self._file = open(os.path.join(self._folder, f"{os.getpid()}-{uuid.uuid4().hex}"),
+                                  "ab")
+            except OSError:  # a worker on another machine: no progress from it, no failure
+                self._folder = None
+                return
         self._file.write(b"." * n)
         self._file.flush()
 
