@@ -31,20 +31,6 @@ FORMATS = ("coco-instance", "coco-panoptic", "yolo", "yolo-seg", "instance", "se
 COCO_POLYGON = "coco-instance polygon"  # --coco_segmentation polygon
 
 
-def _release_dir(args) -> str:
-    key = f"s{args.samples}-{args.width}x{args.height}-i{args.instances}-seed{args.seed}"
-    root = os.path.join(args.workdir, key)
-    if not os.path.exists(os.path.join(root, "release.json")):
-        t0 = time.monotonic()
-        tmp = root + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        synth.make_release(tmp, samples=args.samples, height=args.height, width=args.width,
-                           instances=args.instances, seed=args.seed, keep_truth=False)
-        os.replace(tmp, root)
-        print(f"generated {key} in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return root
-
-
 def _export(release_url: str, out: str, formats: str | None, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "pipeline", "--release", release_url, "--output", out, *extra]
     if formats:
@@ -124,7 +110,8 @@ def main(argv=None) -> None:
     ap.add_argument("pipeline_args", nargs="*", help="extra flags for the pipeline (after --)")
     args = ap.parse_args(argv)
 
-    root = _release_dir(args)
+    root = synth.cached_release(args.workdir, args.samples, args.height, args.width,
+                                 args.instances, args.seed)
     out = os.path.join(args.workdir, "out")
     results, sdk_runs = [], []
     with StaticServer(root) as server:

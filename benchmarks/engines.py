@@ -35,20 +35,6 @@ _CLUSTER = os.path.join(_REPO, "scripts", "cluster.sh")
 ENGINES = ("direct", "prism", "flink", "spark")
 
 
-def _release(workdir: str, args) -> str:
-    key = f"s{args.samples}-{args.width}x{args.height}-i{args.instances}-seed0"
-    root = os.path.join(workdir, key)
-    if not os.path.exists(os.path.join(root, "release.json")):
-        tmp = root + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        t0 = time.monotonic()
-        synth.make_release(tmp, samples=args.samples, height=args.height, width=args.width,
-                           instances=args.instances, seed=0, keep_truth=False)
-        os.replace(tmp, root)
-        print(f"generated {key} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    return root
-
-
 def _digests(out: str) -> dict[str, str]:
     found = {}
     for folder, _, files in os.walk(out):
@@ -90,7 +76,8 @@ def main(argv=None) -> None:
     unknown = sorted(set(engines) - set(ENGINES))
     if unknown:
         ap.error(f"--engines: unknown {', '.join(unknown)} (choose from {', '.join(ENGINES)})")
-    root = _release(args.workdir, args)
+    root = synth.cached_release(args.workdir, args.samples, args.height, args.width,
+                                 args.instances)
     results: dict[str, dict] = {}
     reference = None
     env = dict(os.environ, BEAM_PYTHON=sys.executable)  # the SDK workers' Python: this one

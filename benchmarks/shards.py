@@ -31,20 +31,6 @@ BASE_FORMATS = "coco-instance,coco-panoptic,yolo,instance,semantic"
 SHARD_FORMATS = "hf-parquet,webdataset"
 
 
-def _release(workdir: str, args) -> str:
-    key = f"s{args.samples}-{args.width}x{args.height}-i{args.instances}-seed0"
-    root = os.path.join(workdir, key)
-    if not os.path.exists(os.path.join(root, "release.json")):
-        tmp = root + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        t0 = time.monotonic()
-        synth.make_release(tmp, samples=args.samples, height=args.height, width=args.width,
-                           instances=args.instances, seed=0, keep_truth=False)
-        os.replace(tmp, root)
-        print(f"generated {key} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    return root
-
-
 def _shards(out: str) -> dict[str, dict[str, int]]:
     found: dict[str, dict[str, int]] = {}
     for folder, fmt in (("hf/data", "hf-parquet"), ("webdataset", "webdataset")):
@@ -115,7 +101,8 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "segments-bench"))
     ap.add_argument("pipeline_args", nargs="*", help="extra flags for the pipeline (after --)")
     args = ap.parse_args(argv)
-    root = _release(args.workdir, args)
+    root = synth.cached_release(args.workdir, args.samples, args.height, args.width,
+                                 args.instances)
     out = os.path.join(args.workdir, "out-shards")
     base, sharded = [], []
     with StaticServer(root) as server:

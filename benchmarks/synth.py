@@ -13,6 +13,9 @@ import dataclasses
 import io
 import json
 import os
+import shutil
+import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -108,6 +111,23 @@ def make_release(root: str, samples: int = 4, height: int = 48, width: int = 64,
                                     anns))
     write_release(root, entries, name=name)
     return truth
+
+
+def cached_release(workdir: str, samples: int, height: int, width: int, instances: int,
+                   seed: int = 0) -> str:
+    """The folder of a generated release (`make_release`, no ground truth kept) in `workdir`,
+    made once and reused by later benchmark runs with the same parameters."""
+    key = f"s{samples}-{width}x{height}-i{instances}-seed{seed}"
+    root = os.path.join(workdir, key)
+    if not os.path.exists(os.path.join(root, "release.json")):
+        tmp = root + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.monotonic()
+        make_release(tmp, samples=samples, height=height, width=width, instances=instances,
+                     seed=seed, keep_truth=False)
+        os.replace(tmp, root)
+        print(f"generated {key} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return root
 
 
 def sample_entry(name: str, uuid: str, image_url: str | None, bitmap_url: str | None,

@@ -159,19 +159,11 @@ def build(root: beam.Pipeline, cfg: ExportConfig, info: ReleaseInfo,
         "preview": exported.preview | "WritePreview" >> WritePreview(cfg.output, taxonomy),
     }
     for doc, header in coco_headers(info, taxonomy, formats).items():
-        fmt, split = paths.coco_document_parts(doc)
-        step = _step(doc)
-        parts = exported.parts
-        if split is not None:
-            parts = parts | f"{step}Only" >> beam.Filter(_in_split, split)
-        outputs[doc] = (
-            parts
-            | f"{step}Parts" >> beam.Map(_coco_part, fmt)
-            | f"Write{step}" >> WriteCocoDocument(
-                storage.join(cfg.output, paths.coco_json(doc)), header,
-                storage.join(temp, doc), assign_ids=fmt in coco.NUMBERED,
-                shard_size=cfg.coco_shard_size)
-        )
+        fmt, _ = paths.coco_document_parts(doc)
+        outputs[doc] = _document_parts(exported.parts, doc) | f"Write{_step(doc)}" >> (
+            WriteCocoDocument(storage.join(cfg.output, paths.coco_json(doc)), header,
+                              storage.join(temp, doc), assign_ids=fmt in coco.NUMBERED,
+                              shard_size=cfg.coco_shard_size))
     if "yolo" in formats or "yolo-seg" in formats:  # one class list for both
         outputs["yolo"] = start | "WriteYoloDataYaml" >> WriteOnce(
             storage.join(cfg.output, paths.YOLO_DATA_YAML),
@@ -198,6 +190,16 @@ def _step(doc: str) -> str:
     """Step label of a COCO document: CocoInstance, or CocoInstanceTrain with --split."""
     fmt, split = paths.coco_document_parts(doc)
     return _STEP[fmt] + ("" if split is None else split.capitalize())
+
+
+def _document_parts(parts, doc: str):
+    """The COCO parts of document `doc` (`coco-instance`, `coco-panoptic-val`, ...): its
+    format's part of each sample, only the samples of its split if it has one."""
+    fmt, split = paths.coco_document_parts(doc)
+    step = _step(doc)
+    if split is not None:
+        parts = parts | f"{step}Only" >> beam.Filter(_in_split, split)
+    return parts | f"{step}Parts" >> beam.Map(_coco_part, fmt)
 
 
 def _in_split(part, split: str) -> bool:
@@ -251,20 +253,12 @@ def _chunk_outputs(root, cfg: ExportConfig, info: ReleaseInfo, formats, chunk: C
         "preview": exported.preview | "WritePreviewPart" >> WritePreviewPart(parts.preview),
     }
     for doc in coco_documents(formats, split_names(info)):
-        fmt, split = paths.coco_document_parts(doc)
-        numbered = fmt in coco.NUMBERED
-        step = _step(doc)
-        doc_parts = exported.parts
-        if split is not None:
-            doc_parts = doc_parts | f"{step}Only" >> beam.Filter(_in_split, split)
-        outputs[doc] = (
-            doc_parts
-            | f"{step}Parts" >> beam.Map(_coco_part, fmt)
-            | f"Write{step}Fragments" >> WriteCocoFragments(
+        numbered = paths.coco_document_parts(doc)[0] in coco.NUMBERED
+        outputs[doc] = _document_parts(exported.parts, doc) | f"Write{_step(doc)}Fragments" >> (
+            WriteCocoFragments(
                 parts.coco_dir(doc), assign_ids=numbered, shard_size=cfg.coco_shard_size,
                 chunk=chunk.chunk.number, id_base=chunk.id_base.get(doc, 0),
-                total_path=parts.coco_total(doc) if numbered else None)
-        )
+                total_path=parts.coco_total(doc) if numbered else None))
     return outputs
 
 

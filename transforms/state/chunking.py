@@ -38,6 +38,7 @@ from transforms.formats import coco
 from transforms.model import paths
 from transforms.model.taxonomy import Taxonomy
 from transforms.model.types import FAILED, SKIPPED, ManifestRow, Sample
+from transforms.state.ledger import global_tasks
 from transforms.storage import pickles
 from transforms.summary import manifest, preview, report
 from transforms.summary.report import Report, ReportAccumulator
@@ -244,11 +245,8 @@ class Merge:
     splits: bool = False  # --split: the manifest has a split column
 
     def tasks(self) -> list[tuple]:
-        shards = manifest.shard_count(self.samples, self.rows_per_shard)
-        return ([("coco", doc) for doc in self.coco_headers]
-                + [("manifest", shard) for shard in range(shards)]
-                + [("failures",), ("report",), ("preview",)]
-                + [("file", path) for path in self.small_files])
+        return global_tasks(self.samples, self.rows_per_shard, self.coco_headers,
+                            self.small_files)
 
     def run(self, task: tuple) -> str:
         """Does one task; returns the path it wrote."""

@@ -248,6 +248,18 @@ def read_state(output: str) -> tuple[int, Fingerprint] | None:
 # --------------------------------------------------------------------------- rebuilding
 
 
+def global_tasks(samples: int, rows_per_shard: int, coco_documents: Iterable[str],
+                 small_files: Iterable[str]) -> list[tuple]:
+    """The independent tasks that write an export's global files (`Rebuild`, and the merge
+    of a chunked run): one per COCO document, per manifest shard, the failures, the report,
+    the preview, and one per small file."""
+    shards = manifest.shard_count(samples, rows_per_shard)
+    return ([("coco", doc) for doc in coco_documents]
+            + [("manifest", shard) for shard in range(shards)]
+            + [("failures",), ("report",), ("preview",)]
+            + [("file", path) for path in small_files])
+
+
 @dataclasses.dataclass(frozen=True)
 class Rebuild:
     """Every global output of an export, written from a ledger generation.
@@ -267,11 +279,8 @@ class Rebuild:
     splits: bool = False  # --split: the manifest has a split column
 
     def tasks(self) -> list[tuple]:
-        shards = manifest.shard_count(self.samples, self.rows_per_shard)
-        return ([("coco", doc) for doc in self.coco_headers]
-                + [("manifest", shard) for shard in range(shards)]
-                + [("failures",), ("report",), ("preview",)]
-                + [("file", path) for path in self.small_files])
+        return global_tasks(self.samples, self.rows_per_shard, self.coco_headers,
+                            self.small_files)
 
     def run(self, task: tuple) -> str:
         kind = task[0]
