@@ -27,7 +27,7 @@ import apache_beam as beam
 
 from pipeline import graph
 from pipeline.prepare import check_resumable, check_since
-from pipeline.runners import Engine, counts_of, local_runner
+from pipeline.runners import Engine, counts_of, local_runner, run_job
 from transforms import storage
 from transforms.formats import coco, yolo
 from transforms.model import paths
@@ -106,7 +106,7 @@ def export_positions(options, argv, cfg, info, formats, eng: Engine, only, fresh
                         chunk=graph.ChunkRun(c, chunking.stems_path(folder, c.number), {},
                                              ledger_only=True),
                         ledger_dir=fresh)
-            result = pipeline.run()
+            result = run_job(pipeline)
             result.wait_until_finish()
             for name, value in counts_of(result).items():
                 counts[name] = counts.get(name, 0) + value
@@ -158,7 +158,7 @@ def rebuild(options, argv, cfg, info, formats, current: str) -> None:
     # Ends with the temporary folder removed (state.json names `current` already).
     graph.build_merge(pipeline, rebuild, graph.ledger_outputs(cfg, info, formats, current),
                       output=cfg.output)
-    pipeline.run().wait_until_finish()
+    run_job(pipeline).wait_until_finish()
 
 
 def run_chunked(options, argv, cfg, info, formats, fp, chunk_size: int, ticks: str
@@ -184,7 +184,7 @@ def run_chunked(options, argv, cfg, info, formats, fp, chunk_size: int, ticks: s
             pipeline = beam.Pipeline(runner=runner, options=options)
             chunk_run = graph.ChunkRun(c, chunking.stems_path(folder, c.number), dict(id_base))
             graph.build(pipeline, cfg, info, formats, progress_dir=ticks, chunk=chunk_run)
-            result = pipeline.run()
+            result = run_job(pipeline)
             result.wait_until_finish()
             for name, value in counts_of(result).items():
                 counts[name] = counts.get(name, 0) + value
@@ -207,7 +207,7 @@ def run_chunked(options, argv, cfg, info, formats, fp, chunk_size: int, ticks: s
         pipeline = beam.Pipeline(runner=runner, options=options)
         graph.build_merge(pipeline, merge, graph.ledger_outputs(cfg, info, formats, generation),
                           output=cfg.output, generation=0, fp=fp)  # state.json last
-        pipeline.run().wait_until_finish()
+        run_job(pipeline).wait_until_finish()
     return counts
 
 
@@ -225,7 +225,7 @@ def run_full(options, argv, cfg, info, formats, fp, eng: Engine, runner,
                     token=new_token(), fp=fp)
         with (progress.Monitor(ticks, info.sample_count) if eng.progress
               else contextlib.nullcontext()):
-            result = pipeline.run()
+            result = run_job(pipeline)
             result.wait_until_finish()
         return counts_of(result)
 

@@ -11,6 +11,7 @@ jar can be reached.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -356,3 +357,77 @@ def _job_server_jar(options: PipelineOptions, kind: str) -> None:
             f"had ({storage.redact(reason)}); build one with scripts/cluster.sh {kind} up "
             f"and pass {flag} PATH, or start a job server and use --runner PortableRunner "
             "--job_endpoint HOST:PORT") from None
+
+
+# --------------------------------------------------------------------------- starting a job
+
+# Beam relays each line a job server it started prints as an INFO record of these loggers.
+_JOB_SERVER_LOGGERS = ("FlinkJarJobServer", "SparkJarJobServer")
+_START_FAILED = "Service failed to start up"
+
+
+class _Tail(logging.Handler):
+    """The last lines the job servers printed, kept for an error message."""
+
+    def __init__(self, lines: int = 50):
+        super().__init__(logging.INFO)
+        self.lines: collections.deque[str] = collections.deque(maxlen=lines)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def reason(self) -> str:
+        """The last line that reports a problem (else the last line), shortened."""
+        found = [line for line in self.lines
+                 if re.search(r"exception|error|cannot|failed|address already in use", line,
+                              re.IGNORECASE)]
+        line = (found or list(self.lines) or ["no output"])[-1].strip()
+        return storage.redact(line if len(line) <= 300 else line[:297] + "...")
+
+
+_TAIL = _Tail()
+
+
+def _no_start_up_traceback(record: logging.LogRecord) -> bool:
+    """Beam's own report of a job server that did not start (the command, a traceback):
+    `run_job` says it in one line instead."""
+    return not record.getMessage().startswith(("Started job service with",
+                                               "Error bringing up service"))
+
+
+def _capture_job_server_output() -> None:
+    """Keeps the job servers' last lines (quietly, unless --log_level shows them)."""
+    for name in _JOB_SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if _TAIL not in logger.handlers:
+            logger.addHandler(_TAIL)
+        if logger.getEffectiveLevel() > logging.INFO:  # quiet terminal: keep, do not show
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+    beam = logging.getLogger("apache_beam.utils.subprocess_server")
+    if beam.getEffectiveLevel() > logging.INFO and _no_start_up_traceback not in beam.filters:
+        beam.addFilter(_no_start_up_traceback)
+
+
+def run_job(pipeline: beam.Pipeline):
+    """`pipeline.run()`. For FlinkRunner and SparkRunner, Beam first starts their job server
+    (a Java program) on this machine; its driver ends quietly (exit code 0) on any start-up
+    error, such as the port Beam chose for it being taken meanwhile. So a job server that
+    exits at start-up is started once more; if it exits again, ConfigError with one line:
+    its last message and how to see all of its output. Nothing of the export is written
+    before the job runs."""
+    _capture_job_server_output()
+    for attempt in (1, 2):
+        try:
+            return pipeline.run()
+        except RuntimeError as e:
+            if not str(e).startswith(_START_FAILED):
+                raise
+            if attempt == 1:
+                _LOGGER.warning("the job server exited at start-up (%s); starting it again",
+                                _TAIL.reason())
+                continue
+            raise ConfigError(
+                f"Beam's job server exited at start-up, twice (its last message: "
+                f"{_TAIL.reason()}); run with --log_level INFO to see its output") from None
+    raise AssertionError("unreachable")

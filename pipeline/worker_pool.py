@@ -14,11 +14,14 @@ It is Beam's own `worker_pool_main`, less two problems that break it with more t
 task manager on one pool (found with Beam 2.70):
 
 1. Beam's pool keys its worker processes by worker id and stops them by id on StopWorker,
-   but each task manager numbers its environments from 1 ("1-1", "2-1", ...): with two task
-   managers on one pool, the second one's StopWorker("1-1") killed the first one's running
-   worker, whose task then hung for minutes before the job restarted. Here StopWorker stops
-   a worker only when exactly one live worker has that id; otherwise the workers end by
-   themselves when their runner closes the control channel, and exited workers are reaped.
+   but each task manager numbers its environments from 1 ("1-1", "2-1", ...), and a
+   StopWorker names no task manager: with two task managers on one pool, one's
+   StopWorker("1-1") killed the other's worker, whose task then waited forever for it.
+   Here StopWorker stops nothing. A worker ends by itself when its runner closes the
+   control channel (which a task manager does just before StopWorker) or goes away, and
+   exited workers are reaped. (Stopping a worker only when exactly one live worker had the
+   id was not enough: the first task manager's worker may have ended already, leaving the
+   other's, just started, as the only one.)
 2. Beam's pool starts workers as `python` found on PATH, not its own interpreter (a venv's
    Python is rarely first on the PATH of a cluster daemon): here `sys.executable`.
 
@@ -71,15 +74,10 @@ class WorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
         return beam_fn_api_pb2.StartWorkerResponse()
 
     def StopWorker(self, request, context):  # noqa: N802 (gRPC method name)
+        # The id does not say whose worker it is (see above): the worker ends by itself
+        # once its runner has closed the control channel.
         with self._lock:
             self._reap()
-            live = [k for k in self._worker_processes
-                    if k.rsplit("@", 1)[0] == request.worker_id]
-            if len(live) == 1:  # unambiguous: Beam's behaviour
-                worker_pool_main.kill_process_gracefully(self._worker_processes.pop(live[0]))
-            elif live:  # several runners use this id: leave them to end by themselves
-                _LOGGER.info("StopWorker %s: %d workers have this id, none stopped",
-                             request.worker_id, len(live))
         return beam_fn_api_pb2.StopWorkerResponse()
 
 

@@ -178,3 +178,36 @@ def test_cluster_script_refuses_a_port_in_use_and_starts_nothing(tmp_path):
     assert result.stdout == ""  # no flags line: nothing to run against
     pids = state / "prism" / "pids"
     assert not pids.exists() or pids.read_text().strip() == ""
+
+
+def test_a_job_server_that_exits_at_start_up(tmp_path):
+    """Beam's job-server driver ends with exit code 0 on any start-up error (its port taken,
+    say), which Beam reports as a traceback. The export starts it once more, then stops
+    with one line naming the server's last message. The stand-in is a real jar that prints
+    what the driver prints on such an error and exits 0."""
+    src = tmp_path / "src" / "Main.java"
+    src.parent.mkdir()
+    src.write_text('public class Main { public static void main(String[] a) { System.out.println('
+                   '"WARN JobServerDriver - Exception during job server creation: '
+                   'java.io.IOException: Failed to bind to address 0.0.0.0/0.0.0.0:8099"); } }')
+    subprocess.run(["javac", "-d", str(src.parent), str(src)], check=True, timeout=120)
+    (tmp_path / "manifest.txt").write_text("Main-Class: Main\n")
+    jar = tmp_path / "job-server.jar"
+    subprocess.run(["jar", "cfm", str(jar), str(tmp_path / "manifest.txt"), "-C",
+                    str(src.parent), "Main.class"], check=True, timeout=120)
+    out = tmp_path / "out"
+    with _listener() as port:
+        result = _cli("--output", str(out), "--runner", "FlinkRunner", "--flink_master",
+                      f"localhost:{port}", "--environment_type", "LOOPBACK",
+                      "--flink_job_server_jar", str(jar))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    reason = ("WARN JobServerDriver - Exception during job server creation: java.io.IOException: "
+              "Failed to bind to address 0.0.0.0/0.0.0.0:8099")
+    assert lines[-1] == ("python -m pipeline: error: Beam's job server exited at start-up, twice "
+                         f"(its last message: {reason}); run with --log_level INFO to see its "
+                         "output"), lines
+    assert [line for line in lines[:-1] if "starting it again" in line] == [
+        f"WARNING pipeline: the job server exited at start-up ({reason}); starting it again"]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()  # the job never ran: nothing of the export was written
