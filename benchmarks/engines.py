@@ -57,7 +57,7 @@ def _export(url: str, out: str, flags: list[str], samples: int) -> dict:
     return {"samples_per_s": round(samples / r["wall_s"], 2), "wall_s": round(r["wall_s"], 1),
             "launcher_tree_cpu_s": round(max(r["cpu_s"], r["cpu_s_all_processes"]), 1),
             "peak_rss_mb_launcher_tree": round(r["peak_rss_mb_all_processes"]),
-            "exported": record["samples"]["exported_in_this_run"],
+            "exported": record["samples"]["exported_by_this_run"],
             "runner": record["runner"]}
 
 
