@@ -414,8 +414,9 @@ def run_job(pipeline: beam.Pipeline):
     (a Java program) on this machine; its driver ends quietly (exit code 0) on any start-up
     error, such as the port Beam chose for it being taken meanwhile. So a job server that
     exits at start-up is started once more; if it exits again, ConfigError with one line:
-    its last message and how to see all of its output. Nothing of the export is written
-    before the job runs."""
+    its last message and how to see all of its output. The job wrote nothing yet (a full
+    export's first step is in the job; --only_failed and --since keep what earlier jobs
+    did in the ledger, and running the command again goes on from there)."""
     _capture_job_server_output()
     for attempt in (1, 2):
         try:
