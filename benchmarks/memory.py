@@ -84,20 +84,6 @@ def reader_row(workdir: str, samples: int, compress: bool) -> dict:
             "file_mb": round(os.path.getsize(path) / 2**20), **_numbers(r, samples)}
 
 
-def _segmentation_release(workdir: str, samples: int, args) -> str:
-    key = f"s{samples}-{args.width}x{args.height}-i{args.instances}-seed0"
-    root = os.path.join(workdir, key)
-    if not os.path.exists(os.path.join(root, "release.json")):
-        tmp = root + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        t0 = time.monotonic()
-        synth.make_release(tmp, samples=samples, height=args.height, width=args.width,
-                           instances=args.instances, seed=0, keep_truth=False)
-        os.replace(tmp, root)
-        print(f"generated {key} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    return root
-
-
 def _bboxes_release(workdir: str, samples: int) -> str:
     """A bboxes release: 3 boxes per sample; 100 image files, a distinct URL per sample."""
     root = os.path.join(workdir, f"bboxes-{samples}")
@@ -188,7 +174,8 @@ def main(argv=None) -> None:
             rows.append(reader_row(args.workdir, n, True))
         print(json.dumps(rows[-1]), file=sys.stderr)
     for n in _sizes(args.segmentation):
-        rows.append(export_row("segmentation", _segmentation_release(args.workdir, n, args), n, args))
+        root = synth.cached_release(args.workdir, n, args.height, args.width, args.instances)
+        rows.append(export_row("segmentation", root, n, args))
         print(json.dumps(rows[-1]), file=sys.stderr)
     for n in _sizes(args.bboxes):
         rows.append(export_row("bboxes", _bboxes_release(args.workdir, n), n, args))

@@ -70,49 +70,41 @@ class ExportConfig:
 _FIELDS = {f.name for f in dataclasses.fields(ExportConfig)}
 
 
-def _formats(value: Any, where: str) -> tuple[str, ...]:
+def _names(value: Any, where: str, choices, normalise, what: str, plural: str
+           ) -> tuple[str, ...]:
+    """A list setting (a comma-separated string or a list) of names from `choices`, each
+    `normalise`d, without repeats; an unknown or missing name is a ConfigError."""
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"{where}: expected a comma-separated string or a list")
     out = []
     for item in items:
-        name = str(item).strip().replace("_", "-")
+        given = str(item).strip()
+        name = normalise(given)
         if not name:
             continue
-        if name not in FORMATS:
-            raise ConfigError(f"{where}: unknown format {item!r}{_did_you_mean(name, FORMATS)} "
-                              f"(formats: {', '.join(FORMATS)})")
+        if name not in choices:
+            raise ConfigError(f"{where}: unknown {what} {given!r}{_did_you_mean(name, choices)} "
+                              f"({plural}: {', '.join(choices)})")
         if name not in out:
             out.append(name)
     if not out:
-        raise ConfigError(f"{where}: no format given")
+        raise ConfigError(f"{where}: no {what} given")
     return tuple(out)
+
+
+def _formats(value: Any, where: str) -> tuple[str, ...]:
+    return _names(value, where, FORMATS, lambda n: n.replace("_", "-"), "format", "formats")
+
+
+def _statuses(value: Any, where: str) -> tuple[str, ...]:
+    return _names(value, where, release.LABEL_STATUSES,
+                  lambda n: n.upper().replace("-", "_"), "label status", "statuses")
 
 
 def _did_you_mean(value: str, choices) -> str:
     match = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {match[0]}?" if match else ""
-
-
-def _statuses(value: Any, where: str) -> tuple[str, ...]:
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        raise ConfigError(f"{where}: expected a comma-separated string or a list")
-    out = []
-    for item in items:
-        status = str(item).strip().upper().replace("-", "_")
-        if not status:
-            continue
-        if status not in release.LABEL_STATUSES:
-            raise ConfigError(
-                f"{where}: unknown label status {str(item).strip()!r}"
-                f"{_did_you_mean(status, release.LABEL_STATUSES)} "
-                f"(statuses: {', '.join(release.LABEL_STATUSES)})")
-        if status not in out:
-            out.append(status)
-    if not out:
-        raise ConfigError(f"{where}: no label status given")
-    return tuple(out)
 
 
 def _normalise(raw: dict[str, Any], name) -> dict[str, Any]:

@@ -167,10 +167,8 @@ def run_chunked(options, argv, cfg, info, formats, fp, chunk_size: int, ticks: s
     # A rerun replaces the previous export (and a killed run's leftovers) in full, so
     # no stale shard or per-sample file can mix with the new one; then the marker that
     # makes a killed run's folder recognisable, before the chunks are written there.
-    for entry in storage.check_output(cfg.output, paths.OWNED):
-        storage.remove_tree(storage.join(cfg.output, entry))
+    lifecycle.begin(cfg.output, paths.OWNED, new_token())
     temp = storage.join(cfg.output, paths.TEMP_DIR)
-    storage.write_bytes(storage.join(temp, lifecycle.STARTED), b"")
     folder = storage.join(temp, "chunks")
     t0 = time.monotonic()
     with storage.open_release(cfg.release) as stream:

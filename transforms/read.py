@@ -13,6 +13,7 @@ from transforms import release, storage
 from transforms.model.types import FAILED, ManifestRow
 from transforms.state import chunking
 from transforms.summary.progress import Ticker
+from transforms.write import start_with
 
 _LOGGER = logging.getLogger(__name__)
 ROWS = "rows"
@@ -72,12 +73,8 @@ class ReadRelease(beam.PTransform):
         self._progress_dir = progress_dir
 
     def expand(self, start):
-        if isinstance(start, pvalue.PBegin):
-            uri = start | "Uri" >> beam.Create([self._uri])
-        else:
-            uri = start | "Uri" >> beam.Map(lambda _, u: u, self._uri)
         return (
-            uri
+            start_with(start, "Uri", self._uri)
             | "Stream" >> beam.ParDo(_ReadReleaseFn(
                 self._info, self._selection, self._progress_dir)).with_outputs(
                 ROWS, main="samples")

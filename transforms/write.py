@@ -109,6 +109,19 @@ def _write_once(path: str, data: bytes) -> str:
     return path
 
 
+def _constant(_token, value):
+    return value
+
+
+def start_with(start, label: str, value):
+    """A PCollection of one element, `value`: at once from a PBegin, or once `start` (the
+    token of `BeginExport`) has its element, so that the step starts after the previous
+    export is replaced."""
+    if isinstance(start, pvalue.PBegin):
+        return start | label >> beam.Create([value])
+    return start | label >> beam.Map(_constant, value)
+
+
 class WriteOnce(beam.PTransform):
     """PBegin, or the token of `BeginExport` (written once the previous export is
     replaced) -> writes one small file with known content (e.g. YOLO data.yaml)."""
@@ -118,11 +131,8 @@ class WriteOnce(beam.PTransform):
         self._path, self._data = path, data
 
     def expand(self, start):
-        if isinstance(start, pvalue.PBegin):
-            path = start | "Path" >> beam.Create([self._path])
-        else:
-            path = start | "Path" >> beam.Map(lambda _, p: p, self._path)
-        return path | "Write" >> beam.Map(_write_once, self._data)
+        return start_with(start, "Path", self._path) | "Write" >> beam.Map(_write_once,
+                                                                           self._data)
 
 
 def _begin(token: str, output: str, owned: tuple[str, ...]) -> str:

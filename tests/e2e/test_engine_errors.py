@@ -4,19 +4,17 @@ A Flink JobManager, Spark master or job endpoint that does not answer, no `java`
 jar that cannot be downloaded, an SDK environment Beam would fill with its own Docker image,
 an EXTERNAL worker pool on this machine that does not answer, and the same for
 `scripts/cluster.sh` (an unknown engine, a port in use). Everything on 127.0.0.1: closed
-ports, a plain TCP listener standing in for a reachable master, a local HTTP server that
-answers 404 for the jar.
+ports, a plain TCP listener standing in for a reachable master, an empty folder served over
+HTTP (404 for the jar).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.server
 import os
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -42,25 +40,6 @@ def _listener():
         s.bind(("127.0.0.1", 0))
         s.listen(8)
         yield s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _not_found_server():
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_error(404)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _one_line_exit_2(result, out, message: str) -> None:
@@ -128,9 +107,10 @@ def test_no_java(tmp_path):
                                   "server, a Java program; install a Java 11 or 17 runtime")
 
 
-def test_a_job_server_jar_that_cannot_be_downloaded(tmp_path):
+def test_a_job_server_jar_that_cannot_be_downloaded(tmp_path, http_root):
     out = tmp_path / "out"
-    with _listener() as port, _not_found_server() as url:
+    _, url = http_root  # an empty folder served on 127.0.0.1: the jar answers 404
+    with _listener() as port:
         jar = url + "beam-runners-flink-job-server.jar"
         result = _cli("--output", str(out), "--runner", "FlinkRunner", "--flink_master",
                       f"localhost:{port}", "--environment_type", "LOOPBACK",

@@ -213,3 +213,22 @@ def cluster(name: str, state: str):
     finally:
         subprocess.run(["bash", CLUSTER, name, "down"], env=env, capture_output=True,
                        timeout=300, check=False)
+
+
+def engine_fixture(name: str):
+    """A module-scoped fixture: the engine `name` up for the module's tests, down after."""
+
+    @pytest.fixture(scope="module")
+    def engine(tmp_path_factory):
+        with cluster(name, str(tmp_path_factory.mktemp("state"))) as started:
+            yield started
+
+    return engine
+
+
+def check_counters(record: dict) -> None:
+    """Beam's counters as a runner that reports committed values (Flink, Prism) gives
+    them in run.json: the same numbers as the report."""
+    counters = record["counters"]
+    assert (counters["samples_exported"], counters["samples_failed"],
+            counters["samples_skipped"]) == (EXPORTED, FAILED, SKIPPED)

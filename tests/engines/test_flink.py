@@ -18,20 +18,14 @@ import urllib.request
 import pytest
 
 from tests.engines.conftest import (
-    EXPORTED,
-    FAILED,
     ROOT,
-    SKIPPED,
+    check_counters,
     check_export,
-    cluster,
     differences,
+    engine_fixture,
 )
 
-
-@pytest.fixture(scope="module")
-def flink(tmp_path_factory):
-    with cluster("flink", str(tmp_path_factory.mktemp("state"))) as engine:
-        yield engine
+flink = engine_fixture("flink")
 
 
 def _rest(engine, path: str):
@@ -51,10 +45,7 @@ def test_flink_writes_the_direct_runners_bytes(site, flink, tmp_path):
     record = check_export(site, out, site.export(out, *flink.flags))
     assert differences(out, site.reference) == []
     assert record["runner"].startswith("FlinkRunner (localhost:")
-    # Flink reports Beam's counters (committed): the same numbers as the report.
-    counters = record["counters"]
-    assert (counters["samples_exported"], counters["samples_failed"],
-            counters["samples_skipped"]) == (EXPORTED, FAILED, SKIPPED)
+    check_counters(record)  # Flink reports Beam's counters (committed)
     (job,) = _jobs(flink)
     assert job["state"] == "FINISHED"
     assert job["tasks"]["total"] > 1  # a real graph of tasks, spread over the TaskManagers

@@ -8,19 +8,13 @@ from __future__ import annotations
 import pytest
 
 from tests.engines.conftest import (
-    EXPORTED,
-    FAILED,
-    SKIPPED,
+    check_counters,
     check_export,
-    cluster,
     differences,
+    engine_fixture,
 )
 
-
-@pytest.fixture(scope="module")
-def prism(tmp_path_factory):
-    with cluster("prism", str(tmp_path_factory.mktemp("state"))) as engine:
-        yield engine
+prism = engine_fixture("prism")
 
 
 @pytest.mark.timeout(1500)  # the first `up` builds Prism (go install)
@@ -29,10 +23,7 @@ def test_prism_writes_the_direct_runners_bytes(site, prism, tmp_path):
     record = check_export(site, out, site.export(out, *prism.flags))
     assert differences(out, site.reference) == []
     assert record["runner"].startswith("PrismRunner (localhost:")
-    # Prism reports Beam's counters (committed): the same numbers as the report.
-    counters = record["counters"]
-    assert (counters["samples_exported"], counters["samples_failed"],
-            counters["samples_skipped"]) == (EXPORTED, FAILED, SKIPPED)
+    check_counters(record)  # Prism reports Beam's counters (committed)
 
 
 def test_prism_chunked_then_only_failed_then_since(site, prism, tmp_path):

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engines.conftest import EXPORTED, check_export, cluster, differences
+from tests.engines.conftest import EXPORTED, check_export, differences, engine_fixture
 
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    with cluster("spark", str(tmp_path_factory.mktemp("state"))) as engine:
-        yield engine
+spark = engine_fixture("spark")
 
 
 @pytest.mark.timeout(1500)  # the first `up` downloads Spark and the job server's jars
